@@ -74,7 +74,7 @@ def build_blas(dest: Path | None = None) -> Path:
     """
     dest = dest or blas_path()
     src = _source_library()
-    renames = [f"{s} {s[len(PREFIX):]}" for s in _exported_symbols(src) if s.startswith(PREFIX)]
+    renames = [f"{s} {s[len(PREFIX) :]}" for s in _exported_symbols(src) if s.startswith(PREFIX)]
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
         lib = Path(tmp) / LIB_NAME

@@ -1,7 +1,7 @@
 """Command line: which BLAS MLX uses in this environment, and how fast it multiplies.
 
-    python -m core.runtime          # which BLAS, and the measured GFLOP/s
-    python -m core.runtime --build  # (make setup) write the renamed OpenBLAS
+python -m core.runtime          # which BLAS, and the measured GFLOP/s
+python -m core.runtime --build  # (make setup) write the renamed OpenBLAS
 """
 
 from __future__ import annotations

@@ -1,0 +1,74 @@
+"""Token batches for training: SELFIES encoded once into a padded id matrix, then served in
+length-bucketed batches whose order depends only on (seed, epoch), so a resumed run sees
+exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.tokenizer import Tokenizer
+
+PAD_MULTIPLE = 8  # batch widths are rounded up to this, so few distinct shapes get compiled
+BUCKET_BATCHES = 64  # batches per shuffle bucket sorted by length
+
+
+@dataclass
+class EncodedSet:
+    """Token ids (N, max_len) padded with 0, lengths (N,) including [EOS], properties (N, P)."""
+
+    ids: np.ndarray
+    lengths: np.ndarray
+    props: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+
+def encode_set(
+    selfies: Sequence[str], props: np.ndarray, tokenizer: Tokenizer, max_len: int
+) -> EncodedSet:
+    """Encode ``selfies``, dropping those longer than ``max_len`` tokens (with [EOS]).
+
+    >>> tok = Tokenizer.build(["[C][O]"])
+    >>> encode_set(["[C][O]"], np.zeros((1, 2)), tok, 8).lengths.tolist()
+    [3]
+    """
+    ids = np.zeros((len(selfies), max_len), dtype=np.int16)
+    lengths = np.zeros(len(selfies), dtype=np.int32)
+    keep = np.zeros(len(selfies), dtype=bool)
+    for i, s in enumerate(selfies):
+        row = tokenizer.encode(s)
+        if len(row) <= max_len:
+            ids[i, : len(row)] = row
+            lengths[i] = len(row)
+            keep[i] = True
+    return EncodedSet(ids[keep], lengths[keep], props[keep].astype(np.float32))
+
+
+def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """Row indices of every batch of one epoch: shuffled, bucketed by length, batch order
+    shuffled again. Deterministic in (seed, epoch); the last incomplete batch is dropped."""
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    bucket = batch_size * BUCKET_BATCHES
+    batches = []
+    for start in range(0, len(order) - batch_size + 1, bucket):
+        chunk = order[start : start + bucket]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [
+            chunk[i : i + batch_size] for i in range(0, len(chunk) - batch_size + 1, batch_size)
+        ]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def take(data: EncodedSet, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids (B, W), valid (B, W), props (B, P)) with W the batch's longest row rounded up."""
+    width = int(data.lengths[rows].max())
+    width = min(-(-width // PAD_MULTIPLE) * PAD_MULTIPLE, data.ids.shape[1])
+    ids = data.ids[rows, :width].astype(np.int32)
+    valid = np.arange(width)[None, :] < data.lengths[rows][:, None]
+    return ids, valid, data.props[rows]

@@ -1,0 +1,24 @@
+"""Shared command-line plumbing: user errors end in one line on stderr, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, RuntimeError, OSError, KeyError)
+
+
+def run_cli(main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser) -> None:
+    """Parse arguments, run ``main`` and exit with its code; errors become ``error: ...``."""
+    args = parser.parse_args()
+    try:
+        code = main(args)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except USER_ERRORS as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(code)

@@ -1,0 +1,329 @@
+"""Autoregressive generation: KV cache, samplers, the ``generate_step`` generator, and the
+``python -m core.generate`` command line.
+
+``generate_step`` yields one ``Step`` per decoded position; the dashboard (step by step) and
+the batch functions below both consume it. Each call builds and evaluates its whole graph in
+the calling thread and keeps its cache to itself, so one loaded model serves many threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+
+from core.checkpoint import Bundle
+
+MAX_MOLECULES = 100_000  # largest --n accepted by the command line
+
+
+class GenerationError(ValueError):
+    """Bad generation input: unknown property, non-finite target, invalid prefix..."""
+
+
+class KVCache:
+    """Keys and values of one decoder layer for one generation call."""
+
+    def __init__(self) -> None:
+        self.keys: mx.array | None = None
+        self.values: mx.array | None = None
+        self.offset = 0
+
+    def update_and_fetch(self, k: mx.array, v: mx.array) -> tuple[mx.array, mx.array]:
+        """Append (B, H, T, Dh) keys/values; return everything cached so far."""
+        if self.keys is None:
+            self.keys, self.values = k, v
+        else:
+            self.keys = mx.concatenate([self.keys, k], axis=2)  # (B, H, S, Dh)
+            self.values = mx.concatenate([self.values, v], axis=2)
+        self.offset += k.shape[2]
+        return self.keys, self.values
+
+
+def make_cache(bundle: Bundle) -> list[KVCache]:
+    return [KVCache() for _ in range(bundle.args.n_layers)]
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """Picks token ids (B,) from logits (B, V); build it with ``make_sampler``."""
+
+    temperature: float = 1.0  # 0 means greedy
+    top_k: int = 0  # 0 means no top-k truncation
+    top_p: float = 1.0  # 1 means no nucleus truncation
+
+    def probabilities(self, logits: mx.array) -> mx.array:
+        """The distribution after temperature, before truncation (what the dashboard shows)."""
+        return mx.softmax(logits / max(self.temperature, 1e-6), axis=-1)
+
+    def __call__(self, logits: mx.array, key: mx.array) -> mx.array:
+        if self.temperature == 0:
+            return mx.argmax(logits, axis=-1)
+        logits = logits / self.temperature
+        if 0 < self.top_k < logits.shape[-1]:
+            kth = mx.sort(logits, axis=-1)[:, -self.top_k][:, None]  # (B, 1)
+            logits = mx.where(logits < kth, -mx.inf, logits)
+        if self.top_p < 1:
+            order = mx.argsort(-logits, axis=-1)
+            probs = mx.softmax(mx.take_along_axis(logits, order, axis=-1), axis=-1)
+            drop_sorted = (mx.cumsum(probs, axis=-1) - probs) > self.top_p
+            drop = mx.put_along_axis(mx.zeros_like(drop_sorted), order, drop_sorted, axis=-1)
+            logits = mx.where(drop, -mx.inf, logits)
+        return mx.random.categorical(logits, key=key)
+
+
+def make_sampler(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> Sampler:
+    """A sampler: (logits (B, V), key) -> token ids (B,).
+
+    >>> sample = make_sampler(temperature=0.0)
+    >>> sample(mx.array([[0.1, 2.0, 0.3]]), mx.random.key(0)).tolist()
+    [1]
+    """
+    if not math.isfinite(temperature) or temperature < 0:
+        raise GenerationError(f"temperature must be a finite number ≥ 0, got {temperature}")
+    if top_k < 0 or not 0 < top_p <= 1:
+        raise GenerationError("top-k must be ≥ 0 and top-p in (0, 1]")
+    return Sampler(float(temperature), int(top_k), float(top_p))
+
+
+@dataclass
+class Step:
+    """One decoding step for a batch of B sequences."""
+
+    index: int  # 0 for the first generated token
+    tokens: np.ndarray  # (B,) chosen token ids ([PAD] once a sequence has ended)
+    top_ids: np.ndarray  # (B, K) most probable next tokens, best first
+    top_probs: np.ndarray  # (B, K) their probabilities (after temperature, before truncation)
+    done: np.ndarray  # (B,) True once [EOS] was chosen
+    attention: list[np.ndarray] | None  # per layer (B, H, S): this position's attention
+
+
+def condition_arrays(bundle: Bundle, targets: dict[str, float | None], n: int):
+    """Normalised values and presence flags (n, P) for targets in real units (None = free)."""
+    unknown = set(targets) - set(bundle.properties)
+    if unknown:
+        raise GenerationError(
+            f"unknown properties {sorted(unknown)}; model has {bundle.properties}"
+        )
+    values, present = [], []
+    for name in bundle.properties:
+        target = targets.get(name)
+        if target is not None and not math.isfinite(target):
+            raise GenerationError(f"target for {name} must be a finite number, got {target}")
+        values.append(0.0 if target is None else bundle.scales[name].normalise(float(target)))
+        present.append(0.0 if target is None else 1.0)
+    props = mx.broadcast_to(mx.array(values, dtype=mx.float32), (n, len(values)))
+    return props, mx.broadcast_to(mx.array(present, dtype=mx.float32), (n, len(values)))
+
+
+def encode_prefix(bundle: Bundle, prefix: str) -> list[int]:
+    """Token ids of a SELFIES prefix; GenerationError if a symbol is unknown or malformed."""
+    from core.tokenizer import TokenizerError
+
+    if not prefix:
+        return []
+    try:
+        ids = bundle.tokenizer.encode(prefix, eos=False, strict=True)
+    except TokenizerError as exc:
+        raise GenerationError(f"invalid --prefix: {exc}") from exc
+    if len(ids) >= bundle.args.max_len:
+        raise GenerationError(f"prefix is longer than the model's {bundle.args.max_len} tokens")
+    return ids
+
+
+def generate_step(
+    bundle: Bundle,
+    targets: dict[str, float | None],
+    *,
+    n: int = 1,
+    seed: int = 0,
+    sampler: Sampler | None = None,
+    prefix: str = "",
+    z: mx.array | None = None,
+    cfg_scale: float = 1.0,
+    report_top: int = 5,
+    return_attention: bool = False,
+    max_tokens: int | None = None,
+) -> Iterator[Step]:
+    """Decode ``n`` molecules token by token, yielding a ``Step`` after each token.
+
+    ``z`` (n, latent_dim) defaults to a draw from the prior; ``cfg_scale`` > 1 applies
+    classifier-free guidance against the unconditioned prediction.
+    """
+    model, args = bundle.model, bundle.args
+    sampler = sampler or make_sampler()
+    key = mx.random.key(seed)
+    z_key, key = mx.random.split(key)
+    if z is None:
+        z = mx.random.normal((n, args.latent_dim), key=z_key)
+    props, present = condition_arrays(bundle, targets, n)
+    prefix_ids = encode_prefix(bundle, prefix)
+    tokens = mx.array([prefix_ids] * n, dtype=mx.int32).reshape(n, len(prefix_ids))
+    guided = cfg_scale != 1.0
+    streams = [(present, make_cache(bundle))]
+    if guided:
+        streams.append((mx.zeros_like(present), make_cache(bundle)))
+
+    def forward(x_for: Callable[[mx.array], mx.array], offset: int):
+        outs = []
+        for flags, cache in streams:
+            logits, w = model.decoder(x_for(flags), offset, cache, return_attention)
+            outs.append((logits[:, -1], w))
+        return outs
+
+    bos = bundle.tokenizer.bos_id
+    outs = forward(lambda flags: model.decoder_inputs(z, props, flags, tokens, bos), 0)
+    offset = args.n_prefix + 1 + len(prefix_ids)
+    done = mx.zeros((n,), dtype=mx.bool_)
+    limit = args.max_len - len(prefix_ids) if max_tokens is None else max_tokens
+    for index in range(limit):
+        logits = outs[0][0]
+        if guided:
+            logits = outs[1][0] + cfg_scale * (logits - outs[1][0])
+        key, step_key = mx.random.split(key)
+        token = sampler(logits, step_key)
+        token = mx.where(done, bundle.tokenizer.pad_id, token)
+        probs = sampler.probabilities(logits)
+        top_ids = mx.argsort(-probs, axis=-1)[:, :report_top]
+        top_probs = mx.take_along_axis(probs, top_ids, axis=-1)
+        done = done | (token == bundle.tokenizer.eos_id)
+        attn = [w[:, :, -1] for w in outs[0][1]] if return_attention else []
+        mx.eval(token, top_ids, top_probs, done, *attn)
+        yield Step(
+            index=index,
+            tokens=np.array(token),
+            top_ids=np.array(top_ids),
+            top_probs=np.array(top_probs),
+            done=np.array(done),
+            attention=[np.array(a) for a in attn] if return_attention else None,
+        )
+        if bool(done.all().item()) or index == limit - 1:
+            return
+        x = model.decoder.embed(token[:, None])  # (n, 1, d)
+        outs = forward(lambda flags, x=x: x, offset)
+        offset += 1
+
+
+def generate(
+    bundle: Bundle,
+    targets: dict[str, float | None],
+    n: int,
+    *,
+    seed: int = 0,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    prefix: str = "",
+    cfg_scale: float = 1.0,
+    batch_size: int = 500,
+    progress: Callable[[int], None] | None = None,
+) -> list[str]:
+    """Generate ``n`` SELFIES strings (prefix included) at the given targets."""
+    if n <= 0:
+        raise GenerationError(f"n must be positive, got {n}")
+    sampler = make_sampler(temperature, top_k)
+    out: list[str] = []
+    for start in range(0, n, batch_size):
+        b = min(batch_size, n - start)
+        steps = [
+            s.tokens
+            for s in generate_step(
+                bundle,
+                targets,
+                n=b,
+                seed=seed + start,
+                sampler=sampler,
+                prefix=prefix,
+                cfg_scale=cfg_scale,
+                report_top=1,
+            )
+        ]
+        ids = np.stack(steps, axis=1) if steps else np.zeros((b, 0), dtype=np.int32)
+        out += [prefix + bundle.tokenizer.decode(row) for row in ids]
+        if progress:
+            progress(len(out))
+    return out
+
+
+def score(selfies: list[str], properties: tuple[str, ...] = ("logp", "tpsa")):
+    """DataFrame with ``selfies, smiles`` (canonical, "" if none) and RDKit ``properties``."""
+    import pandas as pd
+    from rdkit import Chem
+
+    from core.chem import describe, rdkit_quiet, selfies_to_mol
+
+    rows = []
+    with rdkit_quiet():
+        for s in selfies:
+            mol = selfies_to_mol(s)
+            if mol is None or mol.GetNumAtoms() == 0:
+                rows.append({"selfies": s, "smiles": "", **{p: float("nan") for p in properties}})
+                continue
+            rows.append(
+                {"selfies": s, "smiles": Chem.MolToSmiles(mol), **describe(mol, properties)}
+            )
+    return pd.DataFrame(rows, columns=["selfies", "smiles", *properties])
+
+
+def main(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from core.checkpoint import CheckpointError, load_checkpoint
+
+    if not 0 < args.n <= MAX_MOLECULES:
+        raise GenerationError(f"--n must be between 1 and {MAX_MOLECULES}, got {args.n}")
+    bundle = load_checkpoint(args.checkpoint)
+    targets = {"logp": args.logp, "tpsa": args.tpsa}
+    targets = {k: v for k, v in targets.items() if v is not None and k in bundle.properties}
+    for name, value in targets.items():
+        if not math.isfinite(value):
+            raise GenerationError(f"--{name} must be a finite number, got {value}")
+    with tqdm(total=args.n, desc="generating", unit="mol", file=sys.stderr) as bar:
+        selfies = generate(
+            bundle,
+            targets,
+            args.n,
+            seed=args.seed,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            prefix=args.prefix,
+            cfg_scale=args.cfg_scale,
+            progress=lambda done: bar.update(done - bar.n),
+        )
+    table = score(selfies)
+    if args.out:
+        out = Path(args.out)
+        tmp = out.with_name(out.name + ".partial")
+        try:
+            table.to_csv(tmp, index=False)
+            tmp.replace(out)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise CheckpointError(f"cannot write {out}: {exc.strerror or exc}") from exc
+        valid = (table.smiles != "").mean()
+        print(f"wrote {len(table)} molecules to {out} (valid {valid:.3f})", file=sys.stderr)
+    else:
+        table.to_csv(sys.stdout, index=False)
+    return 0
+
+
+if __name__ == "__main__":
+    from core.cli import run_cli
+
+    parser = argparse.ArgumentParser(description="Generate molecules at target LogP / TPSA.")
+    parser.add_argument("--checkpoint", required=True, help="checkpoint folder")
+    parser.add_argument("--logp", type=float, help="target LogP (omit: unconditioned)")
+    parser.add_argument("--tpsa", type=float, help="target TPSA in Å² (omit: unconditioned)")
+    parser.add_argument("--n", type=int, default=10, help="number of molecules")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same output)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    parser.add_argument("--top-k", type=int, default=0, help="sample from the k best (0: all)")
+    parser.add_argument("--prefix", default="", help="SELFIES to start every molecule with")
+    parser.add_argument("--cfg-scale", type=float, default=1.0, help="classifier-free guidance")
+    parser.add_argument("--out", help="CSV file to write (default: standard output)")
+    run_cli(main, parser)

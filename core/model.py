@@ -1,0 +1,264 @@
+"""Full definition of the MolScope model, all of it in this single file.
+
+A property-conditioned Transformer VAE over SELFIES tokens:
+
+- ``Encoder``: bidirectional Transformer over [conditions..., tokens...] (padding masked),
+  mean-pooled over the tokens -> ``mu``, ``logvar`` of the latent ``z``.
+- ``Decoder``: GPT-style pre-norm causal Transformer. Its input is a prefix of one token per
+  property condition and one token from ``z``, then [BOS] and the SELFIES tokens. The causal
+  mask covers the prefix too, so every position sees the conditions.
+- ``PropertyHead``: predicts the properties from ``mu`` (a probe of what the latent holds).
+
+Attention has a fast path (``mx.fast.scaled_dot_product_attention``) and an inspection path
+that returns the weights; both add the mask to the scores before the softmax.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+
+import mlx.core as mx
+import mlx.nn as nn
+
+
+@dataclass
+class ModelArgs:
+    vocab_size: int = 0  # SELFIES symbols + 4 specials; set from the tokenizer
+    max_len: int = 72  # longest token sequence (SELFIES symbols + [EOS]) the model reads
+    d_model: int = 256  # decoder width
+    n_heads: int = 4  # decoder attention heads (head size d_model // n_heads)
+    n_layers: int = 4  # decoder blocks
+    d_ff: int = 1024  # decoder MLP hidden size
+    enc_d_model: int = 128  # encoder width (the encoder only has to summarise)
+    enc_heads: int = 4  # encoder attention heads
+    enc_layers: int = 2  # encoder blocks
+    enc_d_ff: int = 512  # encoder MLP hidden size
+    latent_dim: int = 16  # size of z
+    properties: list[str] = field(default_factory=lambda: ["logp", "tpsa"])  # condition order
+    n_fourier: int = 16  # Fourier features of each normalised property value
+    activation: str = "relu"  # "relu" (fast on CPU) or "gelu"
+    norm_eps: float = 1e-5  # LayerNorm epsilon
+
+    @classmethod
+    def from_dict(cls, params: dict) -> ModelArgs:
+        """Build from a dict, ignoring unknown keys (so older checkpoints still load)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in params.items() if k in names})
+
+    @property
+    def n_prefix(self) -> int:
+        """Decoder positions before [BOS]: one per property, one for z."""
+        return len(self.properties) + 1
+
+
+def causal_mask(n_queries: int, offset: int = 0, dtype: mx.Dtype = mx.float32) -> mx.array:
+    """Additive mask (n_queries, offset + n_queries): 0 where a query may look, -inf elsewhere.
+
+    Query i sits at absolute position ``offset + i`` and sees keys 0..offset+i.
+    """
+    q = mx.arange(offset, offset + n_queries)[:, None]
+    k = mx.arange(offset + n_queries)[None, :]
+    return mx.where(k <= q, 0.0, -mx.inf).astype(dtype)
+
+
+def padding_mask(valid: mx.array) -> mx.array:
+    """Additive key mask (B, 1, 1, T) from a boolean (B, T) array of real positions."""
+    return mx.where(valid, 0.0, -mx.inf)[:, None, None, :]
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with one fused QKV projection."""
+
+    def __init__(self, dims: int, n_heads: int):
+        super().__init__()
+        self.n_heads = n_heads
+        self.scale = 1.0 / math.sqrt(dims // n_heads)
+        self.qkv = nn.Linear(dims, 3 * dims)
+        self.out = nn.Linear(dims, dims)
+
+    def __call__(self, x: mx.array, mask=None, cache=None, return_weights: bool = False):
+        B, T, D = x.shape
+        H = self.n_heads
+        qkv = self.qkv(x).reshape(B, T, 3, H, D // H).transpose(2, 0, 3, 1, 4)  # (3, B, H, T, Dh)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        if cache is not None:
+            k, v = cache.update_and_fetch(k, v)  # (B, H, S, Dh), S = cached + T
+        if return_weights:
+            scores = (q * self.scale) @ k.transpose(0, 1, 3, 2)  # (B, H, T, S)
+            if mask is not None:
+                scores = scores + mask  # before the softmax: masked keys get exactly 0
+            weights = mx.softmax(scores.astype(mx.float32), axis=-1).astype(q.dtype)
+            y = weights @ v  # (B, H, T, Dh)
+        else:
+            weights = None
+            y = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale, mask=mask)
+        y = y.transpose(0, 2, 1, 3).reshape(B, T, D)  # (B, T, D)
+        return self.out(y), weights
+
+
+class MLP(nn.Module):
+    def __init__(self, dims: int, hidden: int, activation: str):
+        super().__init__()
+        self.up = nn.Linear(dims, hidden)
+        self.down = nn.Linear(hidden, dims)
+        self.act = nn.relu if activation == "relu" else nn.gelu_approx
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return self.down(self.act(self.up(x)))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, dims: int, n_heads: int, hidden: int, activation: str, eps: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dims, eps=eps)
+        self.attn = Attention(dims, n_heads)
+        self.norm2 = nn.LayerNorm(dims, eps=eps)
+        self.mlp = MLP(dims, hidden, activation)
+
+    def __call__(self, x, mask=None, cache=None, return_weights=False):
+        h, weights = self.attn(self.norm1(x), mask, cache, return_weights)
+        x = x + h
+        return x + self.mlp(self.norm2(x)), weights
+
+
+class ConditionEmbedding(nn.Module):
+    """One token per property: an MLP of Fourier features of the normalised value plus a type
+    embedding; a dropped (unconditioned) property uses a learned null vector instead."""
+
+    def __init__(self, n_props: int, dims: int, n_fourier: int):
+        super().__init__()
+        self.freqs = mx.array([2.0 ** (i / 2) for i in range(n_fourier)]) * 0.5
+        self.value = [
+            nn.Sequential(nn.Linear(2 * n_fourier + 1, dims), nn.ReLU(), nn.Linear(dims, dims))
+            for _ in range(n_props)
+        ]
+        self.type = nn.Embedding(n_props, dims)
+        self.null = mx.zeros((n_props, dims))
+
+    def __call__(self, values: mx.array, present: mx.array) -> mx.array:
+        """values, present: (B, P) normalised values and 0/1 flags -> (B, P, D)."""
+        angles = values[..., None] * self.freqs  # (B, P, F)
+        feats = mx.concatenate([values[..., None], mx.sin(angles), mx.cos(angles)], axis=-1)
+        per_prop = mx.stack([mlp(feats[:, i]) for i, mlp in enumerate(self.value)], axis=1)
+        keep = present[..., None].astype(per_prop.dtype)  # (B, P, 1)
+        tokens = keep * per_prop + (1 - keep) * self.null
+        return tokens + self.type.weight
+
+
+class Encoder(nn.Module):
+    """Bidirectional Transformer: (conditions, tokens) -> mu, logvar of z."""
+
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        d = args.enc_d_model
+        self.embed = nn.Embedding(args.vocab_size, d)
+        self.pos = nn.Embedding(args.max_len + len(args.properties), d)
+        self.cond = ConditionEmbedding(len(args.properties), d, args.n_fourier)
+        self.blocks = [
+            TransformerBlock(d, args.enc_heads, args.enc_d_ff, args.activation, args.norm_eps)
+            for _ in range(args.enc_layers)
+        ]
+        self.norm = nn.LayerNorm(d, eps=args.norm_eps)
+        self.to_latent = nn.Linear(d, 2 * args.latent_dim)
+
+    def __call__(self, tokens, valid, props, present, return_weights=False):
+        """tokens, valid: (B, T); props, present: (B, P) -> mu, logvar (B, Z), weights."""
+        P = props.shape[1]
+        x = mx.concatenate([self.cond(props, present), self.embed(tokens)], axis=1)  # (B, P+T, d)
+        x = x + self.pos.weight[: x.shape[1]]
+        key_valid = mx.concatenate([mx.ones((valid.shape[0], P), dtype=mx.bool_), valid], axis=1)
+        mask = padding_mask(key_valid).astype(x.dtype)
+        weights = []
+        for block in self.blocks:
+            x, w = block(x, mask, None, return_weights)
+            weights.append(w)
+        x = self.norm(x)[:, P:]  # (B, T, d)
+        w_tok = valid[..., None].astype(x.dtype)
+        pooled = (x * w_tok).sum(axis=1) / mx.maximum(w_tok.sum(axis=1), 1.0)  # (B, d)
+        mu, logvar = mx.split(self.to_latent(pooled), 2, axis=-1)
+        return mu, mx.clip(logvar, -10.0, 10.0), weights
+
+
+class Decoder(nn.Module):
+    """Causal Transformer over [conditions..., z, BOS, tokens...] -> next-token logits."""
+
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        d = args.d_model
+        self.embed = nn.Embedding(args.vocab_size, d)
+        self.pos = nn.Embedding(args.max_len + args.n_prefix + 1, d)
+        self.cond = ConditionEmbedding(len(args.properties), d, args.n_fourier)
+        self.from_latent = nn.Linear(args.latent_dim, d)
+        self.blocks = [
+            TransformerBlock(d, args.n_heads, args.d_ff, args.activation, args.norm_eps)
+            for _ in range(args.n_layers)
+        ]
+        self.norm = nn.LayerNorm(d, eps=args.norm_eps)
+        self.head = nn.Linear(d, args.vocab_size, bias=False)
+
+    def prefix(self, z: mx.array, props: mx.array, present: mx.array) -> mx.array:
+        """Embeddings (B, P+1, d) of the condition tokens and the z token."""
+        return mx.concatenate([self.cond(props, present), self.from_latent(z)[:, None]], axis=1)
+
+    def __call__(self, x: mx.array, offset: int = 0, cache=None, return_weights=False):
+        """x: (B, T, d) input embeddings at absolute positions offset.. -> logits (B, T, V)."""
+        T = x.shape[1]
+        x = x + self.pos.weight[offset : offset + T]
+        mask = None if T == 1 else causal_mask(T, offset, x.dtype)
+        if mask is not None and cache is None and not return_weights:
+            mask = "causal"  # same mask, but lets the fast kernel skip the masked half
+        weights = []
+        for i, block in enumerate(self.blocks):
+            x, w = block(x, mask, None if cache is None else cache[i], return_weights)
+            weights.append(w)
+        return self.head(self.norm(x)), weights
+
+
+class PropertyHead(nn.Module):
+    def __init__(self, latent_dim: int, n_props: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(latent_dim, 64), nn.ReLU(), nn.Linear(64, n_props))
+
+    def __call__(self, mu: mx.array) -> mx.array:
+        return self.net(mu)
+
+
+class Model(nn.Module):
+    """The conditional VAE: ``encoder``, ``decoder`` and the ``property_head`` on ``mu``."""
+
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.args = args
+        self.encoder = Encoder(args)
+        self.decoder = Decoder(args)
+        self.property_head = PropertyHead(args.latent_dim, len(args.properties))
+
+    def decoder_inputs(self, z, props, present, tokens, bos_id: int) -> mx.array:
+        """Embeddings (B, P+1+1+T, d) of [conditions, z, BOS, tokens]."""
+        B = tokens.shape[0]
+        bos = mx.full((B, 1), bos_id, dtype=tokens.dtype)
+        tok = self.decoder.embed(mx.concatenate([bos, tokens], axis=1))
+        return mx.concatenate([self.decoder.prefix(z, props, present), tok], axis=1)
+
+    def __call__(self, tokens, valid, props, present, eps, bos_id: int, return_weights=False):
+        """Teacher-forced pass. tokens, valid: (B, T); props, present: (B, P); eps: (B, Z).
+
+        Returns logits (B, T, V) predicting ``tokens`` (position t sees tokens < t), mu, logvar,
+        the property head's predictions (B, P) and, on request, the decoder's attention.
+        """
+        mu, logvar, _ = self.encoder(tokens, valid, props, present)
+        z = mu + mx.exp(0.5 * logvar) * eps
+        x = self.decoder_inputs(z, props, present, tokens[:, :-1], bos_id)
+        logits, weights = self.decoder(x, return_weights=return_weights)
+        logits = logits[:, self.args.n_prefix :]  # drop the prefix positions: (B, T, V)
+        return logits, mu, logvar, self.property_head(mu), weights
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of scalar parameters."""
+    from mlx.utils import tree_flatten
+
+    return sum(v.size for _, v in tree_flatten(model.parameters()))

@@ -1,0 +1,403 @@
+"""Training: ``python -m core.train --out checkpoints/NAME [--resume] [--max-steps N] ...``
+
+AdamW with warmup + cosine decay, gradient clipping, KL annealing with free bits, condition
+dropout, the whole step under ``mx.compile``. Checkpoints every few minutes, at the end and on
+SIGINT/SIGTERM (exit 0), always atomically; a non-finite loss stops the run before it can
+reach a checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+import numpy as np
+from mlx.utils import tree_flatten, tree_unflatten
+
+from core.batches import EncodedSet, encode_set, epoch_batches, take
+from core.checkpoint import (
+    METRICS,
+    Bundle,
+    CheckpointError,
+    PropertyScale,
+    load_checkpoint,
+    load_training_state,
+    read_metrics,
+    resolve,
+    save_checkpoint,
+)
+from core.model import Model, ModelArgs, count_parameters
+from core.tokenizer import Tokenizer
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or cannot go on (bad data, non-finite loss...)."""
+
+
+@dataclass
+class TrainArgs:
+    batch_size: int = 128  # molecules per step
+    lr: float = 1e-3  # peak learning rate
+    min_lr_ratio: float = 0.1  # final learning rate as a fraction of the peak
+    warmup: int = 300  # linear warmup steps
+    total_steps: int = 10_000  # length of the cosine schedule (and default stop)
+    weight_decay: float = 0.01  # AdamW decoupled weight decay
+    clip: float = 1.0  # gradient norm clipping
+    beta: float = 0.5  # final KL weight (per molecule, relative to the per-molecule ELBO)
+    kl_anneal: int = 2000  # steps of linear KL warmup from 0 to beta
+    free_bits: float = 0.1  # nats per latent dimension that cost nothing
+    cond_drop: float = 0.15  # probability of dropping each condition independently
+    prop_weight: float = 0.1  # weight of the property-head MSE (the head sees stop_grad(mu))
+    seed: int = 0  # model init, data order and noise
+
+
+def loss_fn(model: Model, ids, valid, props, present, eps, beta, targs: TrainArgs, bos: int):
+    """Total loss and its parts (reconstruction CE per token, KL per molecule, property MSE)."""
+    logits, mu, logvar, _, _ = model(ids, valid, props, present, eps, bos)
+    mask = valid.astype(mx.float32)
+    n_tokens = mask.sum()
+    ce = (nn.losses.cross_entropy(logits, ids) * mask).sum() / n_tokens
+    kl_dim = 0.5 * (mu * mu + mx.exp(logvar) - 1.0 - logvar).mean(axis=0)  # (Z,)
+    kl = kl_dim.sum()
+    kl_cost = mx.maximum(kl_dim, targs.free_bits).sum()
+    tokens_per_mol = n_tokens / ids.shape[0]
+    prop_mse = ((model.property_head(mx.stop_gradient(mu)) - props) ** 2).mean()
+    loss = ce + beta * kl_cost / tokens_per_mol + targs.prop_weight * prop_mse
+    return loss, (ce, kl, prop_mse)
+
+
+def make_optimizer(targs: TrainArgs) -> optim.AdamW:
+    warm = optim.linear_schedule(targs.lr * 0.01, targs.lr, max(targs.warmup, 1))
+    decay_steps = max(targs.total_steps - targs.warmup, 1)
+    cosine = optim.cosine_decay(targs.lr, decay_steps, targs.lr * targs.min_lr_ratio)
+    schedule = optim.join_schedules([warm, cosine], [max(targs.warmup, 1)])
+    return optim.AdamW(learning_rate=schedule, weight_decay=targs.weight_decay)
+
+
+def make_train_step(model: Model, optimizer: optim.Optimizer, targs: TrainArgs, bos: int):
+    """A compiled function (ids, valid, props, beta) -> (loss, ce, kl, prop_mse, grad_norm)."""
+    state = [model.state, optimizer.state, mx.random.state]
+    loss_and_grad = nn.value_and_grad(model, partial(loss_fn, targs=targs, bos=bos))
+
+    @partial(mx.compile, inputs=state, outputs=state)
+    def step(ids, valid, props, beta):
+        B = ids.shape[0]
+        present = (mx.random.uniform(shape=props.shape) >= targs.cond_drop).astype(mx.float32)
+        eps = mx.random.normal((B, model.args.latent_dim))
+        (loss, (ce, kl, prop_mse)), grads = loss_and_grad(
+            model, ids, valid, props, present, eps, beta
+        )
+        grads, norm = optim.clip_grad_norm(grads, targs.clip)
+        optimizer.update(model, grads)
+        return loss, ce, kl, prop_mse, norm
+
+    return step
+
+
+def evaluate_batches(bundle: Bundle, data: EncodedSet, batch_size: int = 256) -> dict:
+    """Validation metrics with all conditions present and z = mu (deterministic)."""
+    model, args = bundle.model, bundle.args
+    bos = bundle.tokenizer.bos_id
+    totals = {"ce": 0.0, "correct": 0.0, "tokens": 0.0, "kl": 0.0, "n": 0}
+    abs_err = np.zeros(len(args.properties))
+    mus = []
+    for start in range(0, len(data), batch_size):
+        rows = np.arange(start, min(start + batch_size, len(data)))
+        ids, valid, props = (mx.array(a) for a in take(data, rows))
+        present = mx.ones(props.shape)
+        eps = mx.zeros((len(rows), args.latent_dim))
+        logits, mu, logvar, pred, _ = model(ids, valid, props, present, eps, bos)
+        mask = valid.astype(mx.float32)
+        ce = (nn.losses.cross_entropy(logits, ids) * mask).sum()
+        correct = ((logits.argmax(-1) == ids) * mask).sum()
+        kl = (0.5 * (mu * mu + mx.exp(logvar) - 1.0 - logvar)).sum()
+        err = mx.abs(pred - props).sum(axis=0)
+        mx.eval(ce, correct, kl, err, mu)
+        totals["ce"] += ce.item()
+        totals["correct"] += correct.item()
+        totals["tokens"] += mask.sum().item()
+        totals["kl"] += kl.item()
+        totals["n"] += len(rows)
+        abs_err += np.array(err)
+        mus.append(np.array(mu))
+    mu_all = np.concatenate(mus)
+    out = {
+        "val_recon": totals["ce"] / totals["tokens"],
+        "val_token_acc": totals["correct"] / totals["tokens"],
+        "val_kl": totals["kl"] / totals["n"],
+        "val_active_units": int((mu_all.var(axis=0) > 0.01).sum()),
+    }
+    for i, name in enumerate(args.properties):
+        out[f"val_mae_{name}"] = float(abs_err[i] / totals["n"] * bundle.scales[name].std)
+    return out
+
+
+def property_scales(table, names: list[str]) -> dict[str, PropertyScale]:
+    """Normalisation and data range of each property, from the training split only."""
+    scales = {}
+    for name in names:
+        col = table[name].to_numpy(dtype=np.float64)
+        lo, hi = np.percentile(col, [0.5, 99.5])
+        scales[name] = PropertyScale(float(col.mean()), float(col.std()), float(lo), float(hi))
+    return scales
+
+
+def load_table(path: Path):
+    """The prepared table (train and test splits) at ``path``."""
+    from core.data import load_dataset
+
+    table = load_dataset(path)
+    if "split" not in table or not (table["split"] == "train").any():
+        raise TrainingError(f"{path} has no training rows (column 'split' == 'train')")
+    return table
+
+
+def _append_metrics(out: Path, row: dict) -> None:
+    with open(out / METRICS, "a") as fh:
+        fh.write(json.dumps(row) + "\n")
+
+
+def _truncate_metrics(out: Path, step: int) -> None:
+    """Drop rows logged after the checkpoint being resumed (they will be logged again)."""
+    rows = [r for r in read_metrics(out) if r.get("step", 0) <= step]
+    (out / METRICS).write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM; the loop checkpoints and exits cleanly at the next step."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._set)
+
+    def _set(self, signum, _frame) -> None:
+        self.signal = signum
+
+
+def train(opts: argparse.Namespace) -> Path:
+    """Train (or resume) a model; returns the checkpoint folder."""
+    from tqdm import tqdm
+
+    out = Path(opts.out)
+    data_path = Path(opts.data)
+    table = load_table(data_path)
+    if opts.limit:
+        table = table.groupby("split", group_keys=False).head(opts.limit)
+    train_rows = table[table["split"] == "train"]
+    val_rows = table[table["split"] != "train"].head(opts.val_size)
+    if len(val_rows) == 0:
+        val_rows = train_rows.tail(min(opts.val_size, len(train_rows) // 10 or 1))
+
+    if opts.resume:
+        bundle = load_checkpoint(out)
+        state, opt_state = load_training_state(out)
+        targs = TrainArgs(**state["train_args"])
+        if opts.max_steps and opts.max_steps > targs.total_steps:
+            targs.total_steps = opts.max_steps
+        start_step = int(state["step"])
+        _truncate_metrics(out, start_step)
+    else:
+        if (out / "config.json").exists() and not opts.overwrite:
+            raise TrainingError(f"{out} already holds a checkpoint: pass --resume or --overwrite")
+        targs = TrainArgs(
+            batch_size=opts.batch_size, lr=opts.lr, warmup=opts.warmup,
+            total_steps=opts.max_steps or opts.total_steps, beta=opts.beta,
+            kl_anneal=opts.kl_anneal, free_bits=opts.free_bits, cond_drop=opts.cond_drop,
+            seed=opts.seed,
+        )  # fmt: skip
+        tokenizer = Tokenizer.build(train_rows["selfies"])
+        margs = ModelArgs(
+            vocab_size=len(tokenizer), max_len=opts.max_len, d_model=opts.d_model,
+            n_heads=opts.n_heads, n_layers=opts.n_layers, d_ff=opts.d_ff,
+            enc_d_model=opts.enc_d_model, enc_layers=opts.enc_layers, enc_d_ff=opts.enc_d_ff,
+            latent_dim=opts.latent_dim, activation=opts.activation,
+        )  # fmt: skip
+        mx.random.seed(targs.seed)
+        model = Model(margs)
+        mx.eval(model.parameters())
+        scales = property_scales(train_rows, margs.properties)
+        meta = {
+            "data": {"path": str(data_path), "n_train": len(train_rows), "n_val": len(val_rows)},
+            "parameters": count_parameters(model),
+        }
+        bundle = Bundle(model, tokenizer, margs, scales, meta)
+        state, opt_state, start_step = {}, {}, 0
+        out.mkdir(parents=True, exist_ok=True)
+        (out / METRICS).write_text("")
+
+    model, args, tokenizer = bundle.model, bundle.args, bundle.tokenizer
+    model.train()
+    names = args.properties
+    scaled = np.stack(
+        [(train_rows[n].to_numpy() - bundle.scales[n].mean) / bundle.scales[n].std for n in names],
+        axis=1,
+    )
+    train_set = encode_set(train_rows["selfies"].tolist(), scaled, tokenizer, args.max_len)
+    val_scaled = np.stack(
+        [(val_rows[n].to_numpy() - bundle.scales[n].mean) / bundle.scales[n].std for n in names],
+        axis=1,
+    )
+    val_set = encode_set(val_rows["selfies"].tolist(), val_scaled, tokenizer, args.max_len)
+    if len(train_set) < targs.batch_size:
+        have, need = len(train_set), targs.batch_size
+        raise TrainingError(f"only {have} training molecules for a batch of {need}")
+
+    optimizer = make_optimizer(targs)
+    optimizer.init(model.trainable_parameters())
+    if opt_state:
+        rng = opt_state.pop("__rng__", None)
+        optimizer.state = tree_unflatten(list(opt_state.items()))
+        if rng is not None:
+            mx.random.state[0] = rng
+    else:
+        mx.random.seed(targs.seed + 1)
+    step_fn = make_train_step(model, optimizer, targs, tokenizer.bos_id)
+
+    epoch = int(state.get("epoch", 0))
+    batch_index = int(state.get("batch_index", 0))
+    elapsed = float(state.get("train_seconds", 0.0))
+    tokens_seen = int(state.get("tokens_seen", 0))
+    stop_at = opts.max_steps or targs.total_steps
+    deadline = time.time() + opts.max_minutes * 60 if opts.max_minutes else math.inf
+    stop = StopFlag()
+
+    def checkpoint(step: int) -> None:
+        bundle.meta.update({"train_seconds": round(elapsed, 1), "tokens_seen": tokens_seen})
+        opt_flat = dict(tree_flatten(optimizer.state))
+        opt_flat["__rng__"] = mx.random.state[0]
+        st = {
+            "step": step, "epoch": epoch, "batch_index": batch_index,
+            "train_seconds": elapsed, "tokens_seen": tokens_seen, "world_size": 1,
+            "train_args": asdict(targs),
+        }  # fmt: skip
+        save_checkpoint(out, bundle, opt_flat, st)
+
+    batches = epoch_batches(train_set.lengths, targs.batch_size, targs.seed, epoch)
+    step = start_step
+    last_save = time.time()
+    bar = tqdm(total=stop_at, initial=step, desc="training", unit="step", file=sys.stderr)
+    window_tokens, window_start = 0, time.perf_counter()
+    while step < stop_at:
+        if batch_index >= len(batches):
+            epoch, batch_index = epoch + 1, 0
+            batches = epoch_batches(train_set.lengths, targs.batch_size, targs.seed, epoch)
+        t0 = time.perf_counter()
+        ids, valid, props = take(train_set, batches[batch_index])
+        beta = targs.beta * min(1.0, step / max(targs.kl_anneal, 1))
+        loss, ce, kl, prop_mse, norm = step_fn(
+            mx.array(ids), mx.array(valid), mx.array(props), mx.array(beta, dtype=mx.float32)
+        )
+        mx.eval(loss, ce, kl, prop_mse, norm)
+        if not math.isfinite(loss.item()):
+            bar.close()
+            raise TrainingError(
+                f"non-finite loss at step {step + 1}; the last checkpoint (step {start_step}"
+                f" or later) is intact; lower --lr and --resume"
+            )
+        step += 1
+        batch_index += 1
+        n_tok = int(valid.sum())
+        tokens_seen += n_tok
+        window_tokens += n_tok
+        elapsed += time.perf_counter() - t0
+        bar.update(1)
+        if step % opts.log_every == 0 or step == stop_at:
+            tok_s = window_tokens / (time.perf_counter() - window_start)
+            window_tokens, window_start = 0, time.perf_counter()
+            lr = float(optimizer.learning_rate.item())
+            row = {
+                "step": step, "split": "train", "loss": loss.item(), "recon": ce.item(),
+                "kl": kl.item(), "beta": beta, "prop_mse": prop_mse.item(), "lr": lr,
+                "grad_norm": norm.item(), "tok_s": round(tok_s, 1), "epoch": epoch,
+                "time": round(elapsed, 2), "tokens": tokens_seen,
+            }  # fmt: skip
+            _append_metrics(out, row)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{tok_s:,.0f}")
+        if step % opts.eval_every == 0 or step == stop_at:
+            model.eval()
+            row = {"step": step, "split": "val", **evaluate_batches(bundle, val_set)}
+            model.train()
+            _append_metrics(out, row)
+        timed_out = time.time() > deadline
+        if time.time() - last_save > opts.save_every * 60 or stop.signal or timed_out:
+            checkpoint(step)
+            last_save = time.time()
+        if stop.signal or timed_out:
+            reason = "interrupted" if stop.signal else "time budget reached"
+            print(f"{reason}: checkpoint saved at step {step}", file=sys.stderr)
+            break
+    bar.close()
+    if step >= stop_at:
+        checkpoint(step)
+    model.eval()
+    return resolve(out)
+
+
+def main(opts: argparse.Namespace) -> int:
+    for flag in ("batch_size", "max_len", "d_model", "n_layers", "latent_dim"):
+        if getattr(opts, flag) <= 0:
+            raise TrainingError(f"--{flag.replace('_', '-')} must be positive")
+    if opts.max_steps is not None and opts.max_steps <= 0:
+        raise TrainingError("--max-steps must be positive")
+    if not (0 < opts.lr < 1) or not (0 <= opts.cond_drop < 1):
+        raise TrainingError("--lr must be in (0, 1) and --cond-drop in [0, 1)")
+    try:
+        folder = train(opts)
+    except CheckpointError as exc:
+        raise TrainingError(str(exc)) from exc
+    print(f"checkpoint: {folder}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from core.data import DEFAULT_DATA
+
+    p = argparse.ArgumentParser(description="Train (or resume) a MolScope model.")
+    p.add_argument("--out", required=True, help="checkpoint folder to write")
+    p.add_argument("--data", default=str(DEFAULT_DATA), help="prepared parquet (core.data)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint")
+    p.add_argument("--max-steps", type=int, help="stop after this many steps in total")
+    p.add_argument("--total-steps", type=int, default=10_000, help="length of the LR schedule")
+    p.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this long")
+    p.add_argument("--limit", type=int, help="use only the first N molecules of each split")
+    p.add_argument("--val-size", type=int, default=2000, help="validation molecules")
+    p.add_argument("--batch-size", type=int, default=128, help="molecules per step")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    p.add_argument("--warmup", type=int, default=300, help="warmup steps")
+    p.add_argument("--beta", type=float, default=0.5, help="final KL weight")
+    p.add_argument("--kl-anneal", type=int, default=2000, help="KL warmup steps")
+    p.add_argument("--free-bits", type=float, default=0.1, help="free nats per latent dim")
+    p.add_argument("--cond-drop", type=float, default=0.15, help="condition dropout rate")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--max-len", type=int, default=72, help="longest token sequence")
+    p.add_argument("--d-model", type=int, default=256, help="decoder width")
+    p.add_argument("--n-heads", type=int, default=4, help="decoder heads")
+    p.add_argument("--n-layers", type=int, default=4, help="decoder layers")
+    p.add_argument("--d-ff", type=int, default=1024, help="decoder MLP size")
+    p.add_argument("--enc-d-model", type=int, default=128, help="encoder width")
+    p.add_argument("--enc-layers", type=int, default=2, help="encoder layers")
+    p.add_argument("--enc-d-ff", type=int, default=512, help="encoder MLP size")
+    p.add_argument("--latent-dim", type=int, default=16, help="size of z")
+    p.add_argument("--activation", choices=["relu", "gelu"], default="relu", help="MLP activation")
+    p.add_argument("--log-every", type=int, default=50, help="steps between train metrics")
+    p.add_argument("--eval-every", type=int, default=500, help="steps between validations")
+    p.add_argument("--save-every", type=float, default=5.0, help="minutes between checkpoints")
+    return p
+
+
+if __name__ == "__main__":
+    from core.cli import run_cli
+
+    run_cli(main, build_parser())

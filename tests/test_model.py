@@ -1,0 +1,92 @@
+"""Properties of the model: causality, mask placement, fast == inspection attention."""
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from tiny import tiny_bundle
+
+from core.model import Attention, ModelArgs, causal_mask
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return tiny_bundle()
+
+
+def _inputs(bundle, B=3, T=10, seed=1):
+    mx.random.seed(seed)
+    V = bundle.args.vocab_size
+    ids = mx.random.randint(4, V, (B, T))
+    valid = mx.ones((B, T), dtype=mx.bool_)
+    props = mx.random.normal((B, 2))
+    present = mx.ones((B, 2))
+    eps = mx.zeros((B, bundle.args.latent_dim))
+    return ids, valid, props, present, eps
+
+
+def test_fast_attention_equals_inspection_path(bundle):
+    ids, valid, props, present, eps = _inputs(bundle)
+    fast = bundle.model(ids, valid, props, present, eps, 1)[0]
+    slow, *_, weights = bundle.model(ids, valid, props, present, eps, 1, return_weights=True)
+    assert np.allclose(np.array(fast), np.array(slow), atol=1e-5)
+    assert len(weights) == bundle.args.n_layers
+    w = np.array(weights[0])
+    assert np.allclose(w.sum(-1), 1.0, atol=1e-5)
+    assert np.all(np.triu(w[0, 0], k=1) == 0.0)  # masked before the softmax: exactly zero
+
+
+def test_future_token_never_changes_earlier_logits(bundle):
+    """Decoder logits at position t depend only on tokens < t (z and conditions fixed)."""
+    ids, valid, props, present, eps = _inputs(bundle)
+    model = bundle.model
+    z = mx.zeros((ids.shape[0], bundle.args.latent_dim))
+    x = model.decoder_inputs(z, props, present, ids[:, :-1], 1)
+    base = np.array(model.decoder(x)[0])
+    for t in range(2, ids.shape[1] - 1):
+        changed = ids.at[:, t].add(1) % bundle.args.vocab_size
+        x2 = model.decoder_inputs(z, props, present, changed[:, :-1], 1)
+        out = np.array(model.decoder(x2)[0])
+        pos = bundle.args.n_prefix + 1 + t  # decoder position of token t
+        assert np.abs(out[:, :pos] - base[:, :pos]).max() == 0.0
+        assert np.abs(out[:, pos:] - base[:, pos:]).max() > 0.0
+
+
+def test_encoder_is_bidirectional_and_ignores_padding(bundle):
+    ids, valid, props, present, _ = _inputs(bundle)
+    enc = bundle.model.encoder
+    mu = np.array(enc(ids, valid, props, present)[0])
+    last_changed = ids.at[:, -1].add(1) % bundle.args.vocab_size
+    assert np.abs(np.array(enc(last_changed, valid, props, present)[0]) - mu).max() > 0
+    short = mx.concatenate([mx.ones((3, 6), dtype=mx.bool_), mx.zeros((3, 4), dtype=mx.bool_)], 1)
+    a = np.array(enc(ids, short, props, present)[0])
+    b = np.array(enc(last_changed, short, props, present)[0])
+    assert np.allclose(a, b, atol=1e-6)  # a padded position cannot leak into mu
+
+
+def test_conditions_reach_the_logits(bundle):
+    ids, valid, props, present, eps = _inputs(bundle)
+    a = np.array(bundle.model(ids, valid, props, present, eps, 1)[0])
+    b = np.array(bundle.model(ids, valid, props + 1.0, present, eps, 1)[0])
+    c = np.array(bundle.model(ids, valid, props, mx.zeros_like(present), eps, 1)[0])
+    assert np.abs(a - b).max() > 1e-4 and np.abs(a - c).max() > 1e-4
+
+
+def test_causal_mask_with_offset():
+    m = np.array(causal_mask(2, offset=3))
+    assert m.shape == (2, 5)
+    assert np.isneginf(m[0, 4]) and m[0, 3] == 0 and m[1, 4] == 0
+
+
+def test_attention_mask_is_added_before_softmax():
+    attn = Attention(8, 2)
+    mx.eval(attn.parameters())
+    x = mx.random.normal((1, 4, 8))
+    _, w = attn(x, causal_mask(4), return_weights=True)
+    w = np.array(w)
+    assert np.allclose(w[0, :, 0, 0], 1.0)  # the first row can only see itself
+    assert np.allclose(w.sum(-1), 1.0, atol=1e-6)
+
+
+def test_model_args_from_dict_ignores_unknown_keys():
+    args = ModelArgs.from_dict({"d_model": 64, "some_future_field": 1})
+    assert args.d_model == 64
