@@ -158,8 +158,7 @@ def generate_step(
     """
     model, args = bundle.model, bundle.args
     sampler = sampler or make_sampler()
-    key = mx.random.key(seed)
-    z_key, key = mx.random.split(key)
+    z_key, tokens_key = mx.random.split(mx.random.key(seed))
     if z is None:
         z = mx.random.normal((n, args.latent_dim), key=z_key)
     props, present = condition_arrays(bundle, targets, n)
@@ -182,12 +181,17 @@ def generate_step(
     offset = args.n_prefix + 1 + len(prefix_ids)
     done = mx.zeros((n,), dtype=mx.bool_)
     limit = args.max_len - len(prefix_ids) if max_tokens is None else max_tokens
+    # one key per absolute position: decoding from a prefix of an earlier run's own tokens
+    # continues exactly as that run did (the dashboard steps this way)
+    keys = mx.random.split(tokens_key, args.max_len)
+    tok = bundle.tokenizer
+    banned = mx.zeros((len(tok),)).at[mx.array([tok.pad_id, tok.bos_id, tok.unk_id])].add(-mx.inf)
     for index in range(limit):
         logits = outs[0][0]
         if guided:
             logits = outs[1][0] + cfg_scale * (logits - outs[1][0])
-        key, step_key = mx.random.split(key)
-        token = sampler(logits, step_key)
+        logits = logits + banned  # never emit [PAD], [BOS] or [UNK]
+        token = sampler(logits, keys[len(prefix_ids) + index])
         token = mx.where(done, bundle.tokenizer.pad_id, token)
         probs = sampler.probabilities(logits)
         top_ids = mx.argsort(-probs, axis=-1)[:, :report_top]

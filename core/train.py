@@ -220,7 +220,8 @@ def train(opts: argparse.Namespace) -> Path:
         margs = ModelArgs(
             vocab_size=len(tokenizer), max_len=opts.max_len, d_model=opts.d_model,
             n_heads=opts.n_heads, n_layers=opts.n_layers, d_ff=opts.d_ff,
-            enc_d_model=opts.enc_d_model, enc_layers=opts.enc_layers, enc_d_ff=opts.enc_d_ff,
+            enc_d_model=opts.enc_d_model, enc_heads=opts.enc_heads, enc_layers=opts.enc_layers,
+            enc_d_ff=opts.enc_d_ff,
             latent_dim=opts.latent_dim, activation=opts.activation,
         )  # fmt: skip
         mx.random.seed(targs.seed)
@@ -387,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-layers", type=int, default=4, help="decoder layers")
     p.add_argument("--d-ff", type=int, default=1024, help="decoder MLP size")
     p.add_argument("--enc-d-model", type=int, default=128, help="encoder width")
+    p.add_argument("--enc-heads", type=int, default=4, help="encoder heads")
     p.add_argument("--enc-layers", type=int, default=2, help="encoder layers")
     p.add_argument("--enc-d-ff", type=int, default=512, help="encoder MLP size")
     p.add_argument("--latent-dim", type=int, default=16, help="size of z")
