@@ -1,0 +1,107 @@
+"""Shared dashboard plumbing: the selected checkpoint, cached model and data, URL state.
+
+Pages import from here; nothing in this module does model math (that lives in ``core``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+import core  # noqa: F401  (fast BLAS before mlx)
+from core.checkpoint import Bundle, CheckpointError, list_checkpoints, load_checkpoint
+from core.data import DEFAULT_DATA, DataError, load_dataset
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECKPOINTS = Path(os.environ.get("MOLSCOPE_CHECKPOINTS", ROOT / "checkpoints"))
+DEFAULT_CHECKPOINT = "default"
+
+
+@st.cache_resource(show_spinner="Loading the model…")
+def cached_bundle(name: str, mtime: float) -> Bundle:
+    """The model of ``checkpoints/<name>``, loaded once and shared by every session (read-only).
+
+    ``mtime`` (of its weights) is part of the cache key, so a retrained checkpoint reloads.
+    """
+    return load_checkpoint(CHECKPOINTS / name)
+
+
+@st.cache_data(show_spinner="Loading the dataset…")
+def cached_dataset(path: str = str(DEFAULT_DATA)):
+    """The prepared molecule table (train and test splits)."""
+    return load_dataset(path)
+
+
+@st.cache_data(ttl=10)
+def available_checkpoints() -> dict[str, str | None]:
+    """Checkpoint folder name -> None when it looks loadable, else what is wrong with it."""
+    return list_checkpoints(CHECKPOINTS)
+
+
+def safe_checkpoint_name(name: str | None) -> str | None:
+    """``name`` if it is a plain folder name under checkpoints/, else None (no ``..``, no /)."""
+    if not name or "/" in name or "\\" in name or name.startswith(".") or ".." in name:
+        return None
+    return name if (CHECKPOINTS / name).resolve().parent == CHECKPOINTS.resolve() else None
+
+
+def selected_checkpoint() -> str:
+    """The checkpoint chosen in the sidebar (kept in the URL as ``?checkpoint=``)."""
+    if "checkpoint" not in st.session_state:
+        wanted = safe_checkpoint_name(st.query_params.get("checkpoint"))
+        st.session_state.checkpoint = wanted or DEFAULT_CHECKPOINT
+    return st.session_state.checkpoint
+
+
+def current_bundle() -> Bundle | None:
+    """The selected model, or None after showing an ``st.error`` naming what is wrong."""
+    name = selected_checkpoint()
+    weights = CHECKPOINTS / name / "model.safetensors"
+    try:
+        mtime = weights.stat().st_mtime if weights.exists() else 0.0
+        return cached_bundle(name, mtime)
+    except CheckpointError as exc:
+        st.error(f"Checkpoint '{name}' cannot be used: {exc}")
+        return None
+
+
+def require_bundle() -> Bundle:
+    """The selected model, or stop the page with an error."""
+    bundle = current_bundle()
+    if bundle is None:
+        st.info("Pick another checkpoint in the sidebar.")
+        st.stop()
+    return bundle
+
+
+def require_dataset():
+    """The dataset table, or stop the page with an error."""
+    try:
+        return cached_dataset()
+    except DataError as exc:
+        st.error(f"The dataset cannot be loaded: {exc}")
+        st.stop()
+
+
+def url_float(key: str, default: float, lo: float, hi: float) -> float:
+    """A float from the URL, clamped to [lo, hi] with a notice; ``default`` when absent/bad."""
+    raw = st.query_params.get(key)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        st.toast(f"Ignored ?{key}={raw[:20]}: not a number")
+        return default
+    if not lo <= value <= hi or value != value:
+        clamped = min(max(value, lo), hi) if value == value else default
+        st.toast(f"?{key}={raw[:20]} is outside [{lo:g}, {hi:g}]; using {clamped:g}")
+        return clamped
+    return value
+
+
+def url_int(key: str, default: int, lo: int, hi: int) -> int:
+    """An integer from the URL, clamped like ``url_float``."""
+    return int(round(url_float(key, default, lo, hi)))
