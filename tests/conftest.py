@@ -1,0 +1,61 @@
+"""Shared fixtures: a tiny checkpoint folder whose tokenizer covers the shipped dataset."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import pytest
+
+from core.checkpoint import Bundle, PropertyScale, save_checkpoint
+from core.data import load_dataset
+from core.model import Model, ModelArgs
+from core.tokenizer import Tokenizer
+
+
+def make_tiny_checkpoint(folder, seed: int = 0) -> Bundle:
+    """Save an untrained 2-layer model with the subset's vocabulary to ``folder``."""
+    table = load_dataset()
+    tokenizer = Tokenizer.build(table.selfies.head(5000))
+    args = ModelArgs(
+        vocab_size=len(tokenizer), max_len=72, d_model=32, n_heads=2, n_layers=2, d_ff=64,
+        enc_d_model=16, enc_heads=2, enc_layers=1, enc_d_ff=32, latent_dim=4,
+    )  # fmt: skip
+    mx.random.seed(seed)
+    model = Model(args)
+    mx.eval(model.parameters())
+    model.eval()
+    train = table[table.split == "train"]
+    scales = {
+        p: PropertyScale(
+            float(train[p].mean()), float(train[p].std()),
+            float(train[p].quantile(0.005)), float(train[p].quantile(0.995)),
+        )  # fmt: skip
+        for p in args.properties
+    }
+    meta = {"data": {"path": "data/moses_subset.parquet", "n_train": len(train)}, "tiny": True}
+    bundle = Bundle(model, tokenizer, args, scales, meta)
+    save_checkpoint(folder, bundle, state={"step": 0})
+    (folder / "metrics.jsonl").write_text(
+        "".join(
+            f'{{"step": {s}, "split": "train", "loss": {3 - s / 100}, "recon": {2.5 - s / 100},'
+            f' "kl": 1.0, "beta": 0.1, "prop_mse": 0.5, "lr": 0.001, "tok_s": 1000.0}}\n'
+            for s in range(10, 110, 10)
+        )
+        + '{"step": 100, "split": "val", "val_recon": 2.0, "val_token_acc": 0.4, "val_kl": 1.0,'
+        ' "val_active_units": 2, "val_mae_logp": 0.9, "val_mae_tpsa": 15.0}\n'
+    )
+    return bundle
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory):
+    """A checkpoints/ folder holding a tiny model named ``default``."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    make_tiny_checkpoint(root / "default")
+    return root
+
+
+@pytest.fixture
+def use_tiny_checkpoints(tiny_checkpoints, monkeypatch):
+    """Point the dashboard at the tiny checkpoints (env var read by pages/common.py)."""
+    monkeypatch.setenv("MOLSCOPE_CHECKPOINTS", str(tiny_checkpoints))
+    return tiny_checkpoints
