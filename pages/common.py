@@ -15,17 +15,22 @@ from core.checkpoint import Bundle, CheckpointError, list_checkpoints, load_chec
 from core.data import DEFAULT_DATA, DataError, load_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
-CHECKPOINTS = Path(os.environ.get("MOLSCOPE_CHECKPOINTS", ROOT / "checkpoints"))
+
+
+def checkpoints_root() -> Path:
+    """The folder holding checkpoints (``MOLSCOPE_CHECKPOINTS`` overrides, e.g. in tests)."""
+    return Path(os.environ.get("MOLSCOPE_CHECKPOINTS", ROOT / "checkpoints"))
+
 DEFAULT_CHECKPOINT = "default"
 
 
 @st.cache_resource(show_spinner="Loading the model…")
-def cached_bundle(name: str, mtime: float) -> Bundle:
-    """The model of ``checkpoints/<name>``, loaded once and shared by every session (read-only).
+def cached_bundle(folder: str, mtime: float) -> Bundle:
+    """The model in ``folder``, loaded once and shared by every session (read-only).
 
     ``mtime`` (of its weights) is part of the cache key, so a retrained checkpoint reloads.
     """
-    return load_checkpoint(CHECKPOINTS / name)
+    return load_checkpoint(folder)
 
 
 @st.cache_data(show_spinner="Loading the dataset…")
@@ -34,17 +39,17 @@ def cached_dataset(path: str = str(DEFAULT_DATA)):
     return load_dataset(path)
 
 
-@st.cache_data(ttl=10)
 def available_checkpoints() -> dict[str, str | None]:
     """Checkpoint folder name -> None when it looks loadable, else what is wrong with it."""
-    return list_checkpoints(CHECKPOINTS)
+    return list_checkpoints(checkpoints_root())
 
 
 def safe_checkpoint_name(name: str | None) -> str | None:
     """``name`` if it is a plain folder name under checkpoints/, else None (no ``..``, no /)."""
     if not name or "/" in name or "\\" in name or name.startswith(".") or ".." in name:
         return None
-    return name if (CHECKPOINTS / name).resolve().parent == CHECKPOINTS.resolve() else None
+    root = checkpoints_root().resolve()
+    return name if (root / name).resolve().parent == root else None
 
 
 def selected_checkpoint() -> str:
@@ -58,10 +63,11 @@ def selected_checkpoint() -> str:
 def current_bundle() -> Bundle | None:
     """The selected model, or None after showing an ``st.error`` naming what is wrong."""
     name = selected_checkpoint()
-    weights = CHECKPOINTS / name / "model.safetensors"
+    folder = checkpoints_root() / name
+    weights = folder / "model.safetensors"
     try:
         mtime = weights.stat().st_mtime if weights.exists() else 0.0
-        return cached_bundle(name, mtime)
+        return cached_bundle(str(folder), mtime)
     except CheckpointError as exc:
         st.error(f"Checkpoint '{name}' cannot be used: {exc}")
         return None
