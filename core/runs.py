@@ -1,0 +1,324 @@
+"""Background training runs: start, watch and stop ``python -m core.train`` from a dashboard.
+
+A run named NAME trains into ``<checkpoints>/NAME`` and keeps its files in ``<runs>/NAME/``:
+``train.log`` (stdout and stderr of the trainer, appended on every start) and ``pid``. All
+state is on disk, so a page reload or a restarted server still sees a run that is going on.
+The trainer is a detached process (its own session, ``nice``), stopped with SIGINT, on which
+it writes a checkpoint and exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.checkpoint import METRICS, STATE, read_metrics
+
+ROOT = Path(__file__).resolve().parent.parent
+LOG = "train.log"
+PID = "pid"
+START_MARK = "=== molscope run"
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+# core.train flags a caller may set (as keyword names: max_steps -> --max-steps)
+TRAIN_FLAGS = frozenset(
+    "data max_steps total_steps max_minutes limit val_size batch_size lr warmup beta kl_anneal "
+    "free_bits cond_drop seed max_len d_model n_heads n_layers d_ff enc_d_model enc_heads "
+    "enc_layers enc_d_ff latent_dim activation log_every eval_every save_every".split()
+)
+_PROGRESS = re.compile(r"(\d+)/(\d+) \[")
+
+
+class RunError(ValueError):
+    """A run cannot be started or stopped (bad name, already running, ...); one plain line."""
+
+
+def default_runs_root() -> Path:
+    """Where run folders live: ``MOLSCOPE_RUNS`` if set, else ``runs/`` in the repository."""
+    return Path(os.environ.get("MOLSCOPE_RUNS", ROOT / "runs"))
+
+
+def default_checkpoints_root() -> Path:
+    """Where runs write checkpoints: ``MOLSCOPE_CHECKPOINTS`` if set, else ``checkpoints/``."""
+    return Path(os.environ.get("MOLSCOPE_CHECKPOINTS", ROOT / "checkpoints"))
+
+
+def validate_name(name: str) -> str:
+    """``name`` if it is a safe folder name (letters, digits, ``_``, ``-``), else RunError.
+
+    >>> validate_name("small-1")
+    'small-1'
+    """
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise RunError(
+            f"run name {str(name)[:40]!r} is not allowed: use 1-64 letters, digits, '_' or '-'"
+        )
+    return name
+
+
+def train_command(
+    name: str,
+    options: Mapping[str, object],
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    checkpoints_root: Path | None = None,
+) -> list[str]:
+    """The argv that trains run ``name`` (``nice`` + ``python -m core.train`` + flags).
+
+    >>> train_command("a", {"max_steps": 5}, checkpoints_root=Path("ck"))[-4:]
+    ['--out', 'ck/a', '--max-steps', '5']
+    """
+    validate_name(name)
+    root = Path(checkpoints_root or default_checkpoints_root())
+    argv = ["nice", "-n", "10", sys.executable, "-m", "core.train", "--out", str(root / name)]
+    for key, value in options.items():
+        if key not in TRAIN_FLAGS:
+            raise RunError(f"unknown training option {key!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise RunError(f"option {key} needs a number or a word, got {value!r}")
+        text = str(value)
+        if not text or (text.startswith("-") and not _is_number(text)) or "\n" in text:
+            raise RunError(f"option {key} has an unusable value {text[:40]!r}")
+        argv += ["--" + key.replace("_", "-"), text]
+    if resume and overwrite:
+        raise RunError("choose resume or overwrite, not both")
+    if resume:
+        argv.append("--resume")
+    if overwrite:
+        argv.append("--overwrite")
+    return argv
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live (not zombie) trainer process; reaps it if it is our child."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child: someone else reaps it
+    except OSError:
+        return False
+    proc = Path(f"/proc/{pid}")
+    if proc.parent.is_dir():  # Linux: check it is not a zombie and is still core.train
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            return False
+        state = stat.rsplit(")", 1)[-1].split()[0]
+        # an empty cmdline is a process in the middle of exec (nice -> python); a cmdline
+        # without core.train means the pid was reused by something else
+        return state not in ("Z", "X") and (not cmdline or b"core.train" in cmdline)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class RunStatus:
+    """What is known about one run, read from its folder and its checkpoint."""
+
+    name: str
+    state: str  # "none", "running", "finished", "stopped", "failed", "ended"
+    pid: int | None = None
+    step: int | None = None  # last step the trainer reported
+    total: int | None = None  # steps it is going for
+    message: str = ""  # the trainer's last word (error line or checkpoint note)
+    log_tail: list[str] = field(default_factory=list)
+    last_metrics: dict = field(default_factory=dict)  # latest train row of metrics.jsonl
+    checkpoint_step: int | None = None  # step of the checkpoint on disk (for resuming)
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+def _read_pid(folder: Path) -> int | None:
+    try:
+        return int((folder / PID).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _log_lines(file: Path, max_bytes: int = 32_768) -> list[str]:
+    """Lines of the last run in the log as a terminal shows them (``\\r`` rewrites a line)."""
+    try:
+        with open(file, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(size - max_bytes, 0))
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    lines = [_last_frame(line) for line in text.split("\n")]
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith(START_MARK):
+            lines = lines[i:]
+            break
+    return [line for line in lines if line.strip()]
+
+
+def _last_frame(line: str) -> str:
+    """What is visible of a line that a progress bar rewrote with ``\\r``."""
+    frames = [frame for frame in line.split("\r") if frame.strip()]
+    return frames[-1] if frames else ""
+
+
+def checkpoint_step(folder: Path) -> int | None:
+    """The training step stored in a checkpoint's ``state.json`` (None without one)."""
+    try:
+        return int(json.loads((Path(folder) / STATE).read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def status(
+    name: str,
+    *,
+    runs_root: Path | None = None,
+    checkpoints_root: Path | None = None,
+    tail: int = 12,
+) -> RunStatus:
+    """The state of run ``name``: running or how it ended, progress, log tail, last metrics."""
+    validate_name(name)
+    folder = Path(runs_root or default_runs_root()) / name
+    out = Path(checkpoints_root or default_checkpoints_root()) / name
+    lines = _log_lines(folder / LOG)
+    pid = _read_pid(folder)
+    alive = pid is not None and _pid_alive(pid)
+    step = total = None
+    for line in reversed(lines):
+        found = _PROGRESS.findall(line)
+        if found:
+            step, total = (int(v) for v in found[-1])
+            break
+    message = ""
+    if alive:
+        state = "running"
+    elif not lines:
+        state = "none"
+    else:
+        last_error = next((ln for ln in reversed(lines) if ln.startswith("error:")), "")
+        saved = next((ln for ln in reversed(lines) if ln.startswith("checkpoint: ")), "")
+        stopped = next((ln for ln in reversed(lines) if "checkpoint saved at step" in ln), "")
+        if last_error:
+            state, message = "failed", last_error
+        elif stopped:
+            state, message = "stopped", stopped
+        elif saved:
+            state, message = "finished", saved
+        else:
+            state, message = "ended", "the trainer ended without a final message"
+    rows = [r for r in read_metrics(out) if r.get("split") == "train"] if out.is_dir() else []
+    return RunStatus(
+        name=name,
+        state=state,
+        pid=pid if alive else None,
+        step=step,
+        total=total,
+        message=message,
+        log_tail=lines[-tail:],
+        last_metrics=rows[-1] if rows else {},
+        checkpoint_step=checkpoint_step(out),
+    )
+
+
+def start(
+    name: str,
+    options: Mapping[str, object] | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    runs_root: Path | None = None,
+    checkpoints_root: Path | None = None,
+) -> RunStatus:
+    """Start training run ``name`` in the background and return its status.
+
+    Refuses (RunError) when it is already running, when a checkpoint exists and neither
+    ``resume`` nor ``overwrite`` is given, or when ``resume`` has nothing to resume.
+    """
+    runs_root = Path(runs_root or default_runs_root())
+    checkpoints_root = Path(checkpoints_root or default_checkpoints_root())
+    argv = train_command(
+        name, options or {}, resume=resume, overwrite=overwrite, checkpoints_root=checkpoints_root
+    )
+    current = status(name, runs_root=runs_root, checkpoints_root=checkpoints_root)
+    if current.running:
+        raise RunError(f"run {name} is already running (pid {current.pid})")
+    out = checkpoints_root / name
+    has_checkpoint = (out / "config.json").exists()
+    if resume and not has_checkpoint:
+        raise RunError(f"nothing to resume: {out} holds no checkpoint")
+    if has_checkpoint and not (resume or overwrite):
+        raise RunError(f"{out} already holds a checkpoint: resume it or overwrite it")
+    folder = runs_root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open(folder / LOG, "ab") as log:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        log.write(f"{START_MARK} {stamp}: {shlex.join(argv)}\n".encode())
+        log.flush()
+        process = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl+C on the dashboard does not reach the trainer
+        )
+    tmp = folder / f"{PID}.tmp"
+    tmp.write_text(str(process.pid))
+    os.replace(tmp, folder / PID)
+    return status(name, runs_root=runs_root, checkpoints_root=checkpoints_root)
+
+
+def stop(name: str, *, runs_root: Path | None = None) -> bool:
+    """Ask run ``name`` to stop (SIGINT: it checkpoints and exits). False if it was not running."""
+    validate_name(name)
+    folder = Path(runs_root or default_runs_root()) / name
+    pid = _read_pid(folder)
+    if pid is None or not _pid_alive(pid):
+        return False
+    try:
+        os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def list_runs(runs_root: Path | None = None) -> list[str]:
+    """Names of the runs that have a folder under ``runs_root``, sorted."""
+    root = Path(runs_root or default_runs_root())
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and NAME_PATTERN.fullmatch(p.name))
+
+
+def has_metrics(folder: Path) -> bool:
+    """Whether a checkpoint folder has a non-empty ``metrics.jsonl``."""
+    file = Path(folder) / METRICS
+    return file.is_file() and file.stat().st_size > 0
