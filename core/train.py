@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -85,15 +86,21 @@ def make_optimizer(targs: TrainArgs) -> optim.AdamW:
 
 
 def make_train_step(model: Model, optimizer: optim.Optimizer, targs: TrainArgs, bos: int):
-    """A compiled function (ids, valid, props, beta) -> (loss, ce, kl, prop_mse, grad_norm)."""
-    state = [model.state, optimizer.state, mx.random.state]
+    """A compiled function (ids, valid, props, beta, key) -> (loss, ce, kl, prop_mse, grad_norm).
+
+    All randomness (condition dropout, the VAE's noise) comes from ``key``, so a step's result
+    depends only on the weights, the batch and the key: resuming reproduces a run exactly.
+    """
+    state = [model.state, optimizer.state]
     loss_and_grad = nn.value_and_grad(model, partial(loss_fn, targs=targs, bos=bos))
 
     @partial(mx.compile, inputs=state, outputs=state)
-    def step(ids, valid, props, beta):
+    def step(ids, valid, props, beta, key):
         B = ids.shape[0]
-        present = (mx.random.uniform(shape=props.shape) >= targs.cond_drop).astype(mx.float32)
-        eps = mx.random.normal((B, model.args.latent_dim))
+        drop_key, eps_key = mx.random.split(key)
+        keep = mx.random.uniform(shape=props.shape, key=drop_key) >= targs.cond_drop
+        present = keep.astype(mx.float32)
+        eps = mx.random.normal((B, model.args.latent_dim), key=eps_key)
         (loss, (ce, kl, prop_mse)), grads = loss_and_grad(
             model, ids, valid, props, present, eps, beta
         )
@@ -211,8 +218,8 @@ def train(opts: argparse.Namespace) -> Path:
         if (out / "config.json").exists() and not opts.overwrite:
             raise TrainingError(f"{out} already holds a checkpoint: pass --resume or --overwrite")
         targs = TrainArgs(
-            batch_size=opts.batch_size, lr=opts.lr, warmup=opts.warmup,
-            total_steps=opts.max_steps or opts.total_steps, beta=opts.beta,
+            batch_size=opts.batch_size, lr=opts.lr, warmup=opts.warmup, clip=opts.clip,
+            total_steps=opts.total_steps or opts.max_steps or 10_000, beta=opts.beta,
             kl_anneal=opts.kl_anneal, free_bits=opts.free_bits, cond_drop=opts.cond_drop,
             seed=opts.seed,
         )  # fmt: skip
@@ -257,12 +264,7 @@ def train(opts: argparse.Namespace) -> Path:
     optimizer = make_optimizer(targs)
     optimizer.init(model.trainable_parameters())
     if opt_state:
-        rng = opt_state.pop("__rng__", None)
         optimizer.state = tree_unflatten(list(opt_state.items()))
-        if rng is not None:
-            mx.random.state[0] = rng
-    else:
-        mx.random.seed(targs.seed + 1)
     step_fn = make_train_step(model, optimizer, targs, tokenizer.bos_id)
 
     epoch = int(state.get("epoch", 0))
@@ -272,11 +274,12 @@ def train(opts: argparse.Namespace) -> Path:
     stop_at = opts.max_steps or targs.total_steps
     deadline = time.time() + opts.max_minutes * 60 if opts.max_minutes else math.inf
     stop = StopFlag()
+    # fault injection for the reliability tests: pretend this step's loss is NaN
+    fault_step = int(os.environ.get("MOLSCOPE_FAULT_NAN_AT_STEP", "0"))
 
     def checkpoint(step: int) -> None:
         bundle.meta.update({"train_seconds": round(elapsed, 1), "tokens_seen": tokens_seen})
         opt_flat = dict(tree_flatten(optimizer.state))
-        opt_flat["__rng__"] = mx.random.state[0]
         st = {
             "step": step, "epoch": epoch, "batch_index": batch_index,
             "train_seconds": elapsed, "tokens_seen": tokens_seen, "world_size": 1,
@@ -296,10 +299,13 @@ def train(opts: argparse.Namespace) -> Path:
         t0 = time.perf_counter()
         ids, valid, props = take(train_set, batches[batch_index])
         beta = targs.beta * min(1.0, step / max(targs.kl_anneal, 1))
+        key = mx.random.key(targs.seed * 1_000_003 + step)
         loss, ce, kl, prop_mse, norm = step_fn(
-            mx.array(ids), mx.array(valid), mx.array(props), mx.array(beta, dtype=mx.float32)
+            mx.array(ids), mx.array(valid), mx.array(props), mx.array(beta, dtype=mx.float32), key
         )
         mx.eval(loss, ce, kl, prop_mse, norm)
+        if step + 1 == fault_step:
+            loss = mx.array(math.nan)
         if not math.isfinite(loss.item()):
             bar.close()
             raise TrainingError(
@@ -370,13 +376,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in total")
-    p.add_argument("--total-steps", type=int, default=10_000, help="length of the LR schedule")
+    p.add_argument(
+        "--total-steps", type=int, help="length of the LR schedule (default: --max-steps or 10k)"
+    )
     p.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this long")
     p.add_argument("--limit", type=int, help="use only the first N molecules of each split")
     p.add_argument("--val-size", type=int, default=2000, help="validation molecules")
     p.add_argument("--batch-size", type=int, default=128, help="molecules per step")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     p.add_argument("--warmup", type=int, default=300, help="warmup steps")
+    p.add_argument("--clip", type=float, default=1.0, help="gradient norm clipping")
     p.add_argument("--beta", type=float, default=0.5, help="final KL weight")
     p.add_argument("--kl-anneal", type=int, default=2000, help="KL warmup steps")
     p.add_argument("--free-bits", type=float, default=0.1, help="free nats per latent dim")
