@@ -6,6 +6,14 @@ import argparse
 import sys
 from collections.abc import Callable
 
+
+class OneLineParser(argparse.ArgumentParser):
+    """Reports a usage error as one ``error: ...`` line (``--help`` shows the usage)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {message}\n")
+
+
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, RuntimeError, OSError, KeyError)
 
 

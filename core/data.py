@@ -337,13 +337,6 @@ def _positive_int(text: str) -> int:
     return value
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """Reports a usage error as one ``error: ...`` line (see ``--help`` for usage)."""
-
-    def error(self, message: str) -> None:
-        self.exit(2, f"error: {message}\n")
-
-
 def main(args: argparse.Namespace) -> int:
     """Run the ``prepare`` or ``subset`` command; returns the exit code."""
     try:
@@ -368,7 +361,9 @@ def main(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     defaults = argparse.ArgumentDefaultsHelpFormatter
-    parser = _OneLineParser(prog="python -m core.data", description=__doc__.split("\n")[0])
+    from core.cli import OneLineParser
+
+    parser = OneLineParser(prog="python -m core.data", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     prep = commands.add_parser(
         "prepare", help="describe all of MOSES (or its first N)", formatter_class=defaults

@@ -257,9 +257,9 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    from core.cli import run_cli
+    from core.cli import OneLineParser, run_cli
 
-    parser = argparse.ArgumentParser(description="Evaluate a checkpoint on the reference grid.")
+    parser = OneLineParser(description="Evaluate a checkpoint on the reference grid.")
     parser.add_argument("--checkpoint", required=True, help="checkpoint folder")
     parser.add_argument("--n", type=int, default=1000, help="samples per target")
     parser.add_argument("--seed", type=int, default=0, help="random seed")

@@ -287,6 +287,8 @@ def main(args: argparse.Namespace) -> int:
     for name, value in targets.items():
         if not math.isfinite(value):
             raise GenerationError(f"--{name} must be a finite number, got {value}")
+    encode_prefix(bundle, args.prefix)  # bad input fails here, before any progress output
+    make_sampler(args.temperature, args.top_k)
     with tqdm(total=args.n, desc="generating", unit="mol", file=sys.stderr) as bar:
         selfies = generate(
             bundle,
@@ -317,9 +319,9 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    from core.cli import run_cli
+    from core.cli import OneLineParser, run_cli
 
-    parser = argparse.ArgumentParser(description="Generate molecules at target LogP / TPSA.")
+    parser = OneLineParser(description="Generate molecules at target LogP / TPSA.")
     parser.add_argument("--checkpoint", required=True, help="checkpoint folder")
     parser.add_argument("--logp", type=float, help="target LogP (omit: unconditioned)")
     parser.add_argument("--tpsa", type=float, help="target TPSA in Å² (omit: unconditioned)")

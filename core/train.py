@@ -368,9 +368,10 @@ def main(opts: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from core.cli import OneLineParser
     from core.data import DEFAULT_DATA
 
-    p = argparse.ArgumentParser(description="Train (or resume) a MolScope model.")
+    p = OneLineParser(description="Train (or resume) a MolScope model.")
     p.add_argument("--out", required=True, help="checkpoint folder to write")
     p.add_argument("--data", default=str(DEFAULT_DATA), help="prepared parquet (core.data)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
