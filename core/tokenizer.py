@@ -37,15 +37,16 @@ class Tokenizer:
         object.__setattr__(self, "_ids", {t: i for i, t in enumerate(self.tokens)})
 
     @classmethod
-    def build(cls, selfies: Iterable[str], min_count: int = 1) -> Tokenizer:
-        """A vocabulary of every symbol seen at least ``min_count`` times, sorted by frequency."""
+    def build(cls, selfies: Iterable[str], extra: Iterable[str] = ()) -> Tokenizer:
+        """A vocabulary of every symbol seen, most frequent first, then the ``extra`` symbols
+        not seen (e.g. ``selfies.get_semantic_robust_alphabet()``, so that data added later
+        rarely meets an unknown symbol)."""
         counts: Counter[str] = Counter()
         for s in selfies:
             counts.update(sf.split_selfies(s))
-        symbols = sorted(
-            (t for t, c in counts.items() if c >= min_count), key=lambda t: (-counts[t], t)
-        )
-        return cls(SPECIALS + tuple(symbols))
+        symbols = sorted(counts, key=lambda t: (-counts[t], t))
+        unseen = sorted(set(extra) - set(counts) - set(SPECIALS))
+        return cls(SPECIALS + tuple(symbols) + tuple(unseen))
 
     @property
     def pad_id(self) -> int:

@@ -23,6 +23,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
+import selfies as sf
 from mlx.utils import tree_flatten, tree_unflatten
 
 from core.batches import EncodedSet, encode_set, epoch_batches, take
@@ -223,7 +224,7 @@ def train(opts: argparse.Namespace) -> Path:
             kl_anneal=opts.kl_anneal, free_bits=opts.free_bits, cond_drop=opts.cond_drop,
             seed=opts.seed,
         )  # fmt: skip
-        tokenizer = Tokenizer.build(train_rows["selfies"])
+        tokenizer = Tokenizer.build(train_rows["selfies"], sf.get_semantic_robust_alphabet())
         margs = ModelArgs(
             vocab_size=len(tokenizer), max_len=opts.max_len, d_model=opts.d_model,
             n_heads=opts.n_heads, n_layers=opts.n_layers, d_ff=opts.d_ff,
