@@ -1,0 +1,135 @@
+"""Generate page (AppTest on a tiny checkpoint): sliders from the data, step-by-step decoding
+that continues like an uninterrupted run, Play / Reset, URL state, batch mode."""
+
+import json
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from core.checkpoint import load_checkpoint
+from core.generate import generate
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "generate.py")
+
+
+def figures(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def running_points(at: AppTest) -> list[int]:
+    """Number of points in each running-property chart."""
+    return [
+        len(fig["data"][0]["y"])
+        for fig in figures(at)
+        if fig["layout"].get("xaxis", {}).get("title", {}).get("text") == "symbols decoded"
+    ]
+
+
+@pytest.fixture
+def app(use_tiny_checkpoints):
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def step(at: AppTest, times: int = 1) -> None:
+    for _ in range(times):
+        at.button(key="gen_step").click().run()
+        assert not at.exception
+
+
+def test_sliders_span_the_data_range(app, use_tiny_checkpoints):
+    bundle = load_checkpoint(use_tiny_checkpoints / "default")
+    slider = app.slider(key="gen_logp_slider")
+    assert slider.min <= bundle.scales["logp"].lo and slider.max >= bundle.scales["logp"].hi
+    assert slider.max - bundle.scales["logp"].hi < 0.1
+    assert len(figures(app)) == 2  # one density per property
+    assert not app.warning
+    assert app.query_params["logp"] == f"{slider.value:g}"
+
+
+def test_step_grows_the_selfies_and_the_charts(app):
+    step(app)
+    first = app.code[0].value
+    assert first.startswith("[") and running_points(app) == [1, 1]
+    step(app, 2)
+    run = app.session_state.gen_run
+    assert len(run["chosen"]) == 3
+    if not run["done"]:
+        assert app.code[0].value.startswith(first) and len(app.code[0].value) > len(first)
+        assert running_points(app) == [3, 3]
+    assert all(isinstance(p, float) for p in run["top_probs"][-1])  # plain data in the state
+
+
+def test_steps_continue_exactly_like_an_uninterrupted_run(app, use_tiny_checkpoints):
+    step(app, 6)
+    symbols = "".join(app.session_state.gen_run["symbols"])
+    bundle = load_checkpoint(use_tiny_checkpoints / "default")
+    targets = {p: float(app.number_input(key=f"gen_{p}_num").value) for p in ("logp", "tpsa")}
+    whole = generate(bundle, targets, 1, seed=0, temperature=1.0)[0]
+    assert whole.startswith(symbols)
+
+
+def test_reset_and_changed_settings_restart_the_decoding(app):
+    step(app, 2)
+    app.button(key="gen_reset").click().run()
+    assert not app.exception and app.session_state.gen_run["chosen"] == []
+    assert not app.code
+    step(app)
+    app.slider(key="gen_tpsa_slider").set_value(80.0).run()
+    assert app.number_input(key="gen_tpsa_num").value == 80.0
+    assert app.session_state.gen_run["chosen"] == []
+    app.number_input(key="gen_seed").set_value(5).run()
+    assert app.query_params["seed"] == "5"
+
+
+def test_play_steps_and_pause_stops(app):
+    app.button(key="gen_play").click().run()
+    assert not app.exception
+    run = app.session_state.gen_run
+    assert run["playing"] and len(run["chosen"]) == 1
+    app.button(key="gen_play").click().run()
+    assert not app.session_state.gen_run["playing"]
+
+
+def test_unconditioned_property_goes_free_in_the_url(app):
+    app.toggle(key="gen_use_logp").set_value(False).run()
+    assert not app.exception
+    assert app.query_params["logp"] == "free"
+    step(app)
+    assert any("LogP free" in c.value for c in app.caption)
+
+
+def test_targets_outside_the_data_range_warn(use_tiny_checkpoints):
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["logp"] = "6"
+    at.query_params["tpsa"] = "free"
+    at.query_params["temperature"] = "9"  # clamped to 2 with a notice
+    at.run()
+    assert not at.exception
+    assert any("outside the range" in w.value for w in at.warning)
+    assert at.number_input(key="gen_logp_num").value == 6.0
+    assert at.slider(key="gen_temperature").value == 2.0
+    assert at.toggle(key="gen_use_tpsa").value is False
+    at.number_input(key="gen_logp_num").set_value(2.0).run()
+    assert not at.warning
+    assert at.slider(key="gen_logp_slider").value == 2.0
+
+
+def test_batch_scores_and_offers_a_csv(app):
+    app.number_input(key="gen_batch_n").set_value(6).run()
+    app.button(key="gen_batch_go").click().run()
+    assert not app.exception
+    table = app.session_state.gen_batch["table"]
+    assert len(table) == 6 and {"selfies", "smiles", "logp", "tpsa", "novel"} <= set(table)
+    labels = [m.label for m in app.metric]
+    assert "Valid" in labels and "Both within" in labels
+    assert any(fig["layout"].get("yaxis", {}).get("title", {}).get("text") for fig in figures(app))
+    assert app.get("download_button")
