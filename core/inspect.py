@@ -148,6 +148,18 @@ def condition_share(maps: AttentionMaps, positions: list[int] | None = None) -> 
     return np.stack([w[:, rows][:, :, columns].sum(-1).mean(-1) for w in maps.decoder])
 
 
+def uniform_share(maps: AttentionMaps, positions: list[int] | None = None) -> float:
+    """``condition_share`` of a head that spreads its attention evenly over what it may see:
+    the baseline to compare real shares with (row i sees i + 1 positions).
+
+    >>> uniform_share(maps)  # doctest: +SKIP
+    0.31
+    """
+    n_columns = maps.n_prefix if positions is None else len(list(positions))
+    rows = np.arange(maps.n_prefix, len(maps.decoder_labels))
+    return float(np.mean(n_columns / (rows + 1)))
+
+
 def replacement_symbol(bundle: Bundle, symbol: str) -> str:
     """A vocabulary symbol different from ``symbol`` (the most common one that differs)."""
     symbols = [t for t in bundle.tokenizer.tokens[len(SPECIALS) :] if t != symbol]

@@ -17,6 +17,7 @@ from core.inspect import (
     interpolate,
     leak_check,
     partial_properties,
+    uniform_share,
 )
 
 BENZENE = "[C][=C][C][=C][C][=C][Ring1][=Branch1]"
@@ -62,6 +63,16 @@ def test_condition_share_is_the_prefix_mass_of_token_rows(bundle):
     assert share[1, 2] == pytest.approx(expected)
     parts = sum(condition_share(maps, [i]) for i in range(maps.n_prefix))
     assert np.allclose(parts, share, atol=1e-6)
+
+
+def test_uniform_share_is_the_share_of_evenly_spread_attention(bundle):
+    maps = attention_maps(bundle, "[C][C][O]", TARGETS)
+    rows = np.arange(3, 7)  # [BOS] and three symbols see 4..7 positions
+    assert uniform_share(maps) == pytest.approx(np.mean(3 / (rows + 1)))
+    even = [np.where(maps.causal, 1.0, 0.0) / maps.causal.sum(1, keepdims=True)[None]]
+    maps.decoder = even * 2
+    assert condition_share(maps) == pytest.approx(uniform_share(maps))
+    assert condition_share(maps, [2])[0, 0] == pytest.approx(uniform_share(maps, [2]))
 
 
 def test_unreadable_molecules_raise_inspect_error(bundle):
