@@ -120,16 +120,20 @@ def substructure_search(
 
 
 def bin_edges(name: str, values: Sequence[float] | np.ndarray, n_bins: int = 40) -> np.ndarray:
-    """Histogram edges for one descriptor: unit bins for counts, ``n_bins`` bins otherwise.
+    """Histogram edges for one descriptor: unit bins for counts, 5 Da for MW, else ``n_bins``.
 
     >>> bin_edges("rings", [0, 1, 3]).tolist()
     [-0.5, 0.5, 1.5, 2.5, 3.5]
+    >>> bin_edges("mw", [251.2, 349.9]).tolist()[:3]
+    [250.0, 255.0, 260.0]
     """
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values)]
     lo, hi = (float(values.min()), float(values.max())) if len(values) else (0.0, 1.0)
     if name in INTEGER_DESCRIPTORS:
         return np.arange(math.floor(lo), math.ceil(hi) + 2) - 0.5
+    if name == "mw":  # whole 5 Da bins: finer or fractional bins alias with nominal masses
+        return np.arange(math.floor(lo / 5) * 5, math.floor(hi / 5) * 5 + 10, 5.0)
     if hi <= lo:
         hi = lo + 1.0
     return np.linspace(lo, hi, n_bins + 1)
