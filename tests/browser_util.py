@@ -1,0 +1,200 @@
+"""Running the dashboard in tests: under AppTest, and for real (a ``streamlit run`` server
+driven by headless Debian Chromium).
+
+The browser part is used by tests/test_browser.py and for the README screenshots
+(``python tests/browser_util.py --out docs/screens``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+PAGES = {  # url path -> title
+    "": "Home",
+    "dataset": "Dataset",
+    "training": "Training",
+    "attention": "Attention",
+    "generate": "Generate",
+    "evaluate": "Evaluate",
+}
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+
+
+def app_test(timeout: float = 60) -> AppTest:
+    """An AppTest of the whole app (frame + pages); see ``v2_navigation``."""
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout)
+
+
+@contextlib.contextmanager
+def v2_navigation() -> Iterator[None]:
+    """Keep AppTest on ``st.navigation`` after ``switch_page``.
+
+    A folder named ``pages/`` next to app.py makes Streamlit treat a script run as a
+    version-1 multipage app (the page file runs alone, without app.py and its sidebar) until
+    ``st.navigation`` has been called once. A server calls it on its first run of app.py and
+    stays on version 2; AppTest forgets it before every run, so each switched page would run
+    without the frame. This puts AppTest in the state of a server that has run app.py.
+    """
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs) -> None:
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    PagesManager.__init__ = init
+    try:
+        yield
+    finally:
+        PagesManager.__init__ = original
+        PagesManager.uses_pages_directory = None
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def streamlit_server(env: dict[str, str] | None = None, timeout: float = 60.0) -> Iterator[str]:
+    """Run ``streamlit run app.py`` on a free local port; yields its base URL."""
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
+    log = open(ROOT / "tests" / "artifacts" / f"streamlit-{port}.log", "wb")  # noqa: SIM115
+    server = subprocess.Popen(
+        argv, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"streamlit did not start; see {log.name}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+def launch(playwright):
+    """Debian's Chromium, headless (Playwright cannot download browsers here)."""
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+def wait_idle(page, timeout: float = 30_000) -> None:
+    """Wait until the script run triggered by the last action has finished and drawn."""
+    page.wait_for_timeout(300)  # let a rerun that is about to start begin
+    page.wait_for_selector(IDLE, timeout=timeout)
+    page.wait_for_timeout(300)
+
+
+def wait_charts(page, timeout: float = 30_000) -> None:
+    """Wait until every visible Plotly chart has drawn its SVG (they load lazily)."""
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
+                 .filter(c => c.offsetParent !== null)
+                 .every(c => c.querySelector('.main-svg'))""",
+        timeout=timeout,
+    )
+
+
+def open_page(page, url: str, path: str, query: str = "") -> None:
+    """Load one dashboard page and wait until it is drawn, charts included."""
+    page.goto(f"{url}/{path}{query}", wait_until="domcontentloaded")
+    page.wait_for_selector('[data-testid="stMainBlockContainer"]', timeout=30_000)
+    wait_idle(page)
+    wait_charts(page)
+
+
+def full_page_screenshot(page, file: Path, max_height: int = 8000) -> None:
+    """Screenshot of the whole page: Streamlit scrolls inside its main block, so the
+    viewport is stretched to the content's height first."""
+    width = page.viewport_size["width"]
+    height = page.evaluate(
+        "document.querySelector('[data-testid=\"stMainBlockContainer\"]').scrollHeight"
+    )
+    page.set_viewport_size({"width": width, "height": min(int(height) + 120, max_height)})
+    page.wait_for_timeout(800)
+    wait_charts(page)
+    page.screenshot(path=str(file), full_page=True)
+    page.set_viewport_size({"width": width, "height": 900})
+
+
+def screenshots(out: Path, width: int = 1200) -> None:
+    """Full-page screenshots of Home, Dataset and Training with the real checkpoints."""
+    from playwright.sync_api import sync_playwright
+
+    out.mkdir(parents=True, exist_ok=True)
+    (ROOT / "tests" / "artifacts").mkdir(exist_ok=True)
+    with streamlit_server() as url, sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        for path, name in [("", "home"), ("dataset", "dataset"), ("training", "training")]:
+            open_page(page, url, path)
+            full_page_screenshot(page, out / f"{name}.png")
+        open_page(page, url, "dataset")
+        for tab, name in [("LogP × TPSA", "dataset_density"), ("Molecules", "dataset_grid")]:
+            page.get_by_role("tab", name=tab, exact=True).click()
+            wait_idle(page)
+            wait_charts(page)
+            page.wait_for_timeout(1500)  # the grid's images load after the table
+            page.screenshot(path=str(out / f"{name}.png"))
+        browser.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Screenshots of the dashboard pages.")
+    parser.add_argument("--out", default="tests/artifacts", help="folder for the PNG files")
+    parser.add_argument("--width", type=int, default=1200, help="browser width in pixels")
+    opts = parser.parse_args()
+    screenshots(Path(opts.out), opts.width)
