@@ -1,0 +1,237 @@
+"""Home: what the model is, the selected checkpoint's headline numbers, what each page is for."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import streamlit as st
+
+from core.checkpoint import read_metrics
+from core.runs import checkpoint_step
+from pages.common import checkpoints_root, selected_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+EVALUATION = "evaluation.json"
+
+# (file, title, icon, what it is for, the failure it makes visible)
+GUIDE = [
+    (
+        "pages/dataset.py",
+        "Dataset",
+        ":material/table_chart:",
+        "The ~44k MOSES drug-like molecules the model learns from: descriptor histograms, "
+        "LogP × TPSA coverage, range filters, substructure (SMARTS) search, your own molecules "
+        "compared with the data.",
+        "targets outside the range the data covers",
+    ),
+    (
+        "pages/training.py",
+        "Training",
+        ":material/monitoring:",
+        "Loss, reconstruction, KL, β, learning rate and validation curves, several runs "
+        "overlaid; start, resume or stop a small training run in the background.",
+        "posterior collapse (KL → 0, no active latent units), divergence",
+    ),
+    (
+        "pages/attention.py",
+        "Attention",
+        ":material/grid_on:",
+        "Decoder and encoder attention per layer and head, the condition prefix "
+        "(LogP, TPSA, z) labelled and the causal mask drawn; a live leak check.",
+        "a causal mask that leaks the future or is applied after the softmax",
+    ),
+    (
+        "pages/generate.py",
+        "Generate",
+        ":material/science:",
+        "Set a target LogP and TPSA, watch the molecule being written one SELFIES symbol at a "
+        "time with the next-symbol probabilities; batches scored against the targets.",
+        "a decoder that ignores its condition or its latent code",
+    ),
+    (
+        "pages/evaluate.py",
+        "Evaluate",
+        ":material/fact_check:",
+        "Validity, uniqueness, novelty, property error (MAD) and hit rates on a grid of "
+        "targets, teacher-forced vs free-running reconstruction, latent use.",
+        "condition ignored (MAD as bad as for shuffled targets), exposure bias or mask leak "
+        "(teacher-forced ≫ free-running), posterior collapse",
+    ),
+]
+
+
+@st.cache_data(show_spinner=False)
+def read_evaluation(file: str, mtime: float) -> dict | None:
+    """The evaluation report of a checkpoint; None when it is not valid JSON."""
+    try:
+        report = json.loads(Path(file).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return report if isinstance(report, dict) else None
+
+
+@st.cache_data(show_spinner=False)
+def training_rows(folder: str, mtime: float) -> tuple[list[dict], list[dict]]:
+    """Train and validation rows of ``metrics.jsonl``."""
+    rows = read_metrics(folder)
+    return [r for r in rows if r.get("split") == "train"], [
+        r for r in rows if r.get("split") == "val"
+    ]
+
+
+def _num(value, fmt: str) -> str:
+    """A number formatted with ``fmt``; an em dash when missing or not finite."""
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        return "—"
+    return format(value, fmt)
+
+
+def show_evaluation(name: str, folder: Path) -> None:
+    """Headline generation metrics from ``evaluation.json``, or how to get them."""
+    file = folder / EVALUATION
+    report = read_evaluation(str(file), file.stat().st_mtime) if file.exists() else None
+    if report is None:
+        st.info(
+            ("The evaluation file of this checkpoint cannot be read. " if file.exists() else "")
+            + "No generation metrics yet: compute them on the **Evaluate** page (a few minutes) "
+            f"or run `python -m core.evaluate --checkpoint checkpoints/{name}`."
+        )
+        return
+    overall, summary = report.get("overall", {}), report.get("summary", {})
+    shuffled = report.get("shuffled", {})
+    cols = st.columns(6)
+    cols[0].metric(
+        "Validity",
+        _num(overall.get("validity"), ".1%"),
+        border=True,
+        help="Share of generated SELFIES that decode to a molecule RDKit accepts.",
+    )
+    cols[1].metric(
+        "Uniqueness",
+        _num(overall.get("uniqueness"), ".1%"),
+        border=True,
+        help="Distinct molecules among the valid ones, per target.",
+    )
+    cols[2].metric(
+        "Novelty",
+        _num(overall.get("novelty"), ".1%"),
+        border=True,
+        help="Valid unique molecules that are not in the training set.",
+    )
+    cols[3].metric(
+        "LogP MAD",
+        _num(summary.get("logp_mad"), ".2f"),
+        border=True,
+        help="Mean |target − RDKit LogP| of molecules generated for LogP 1, 2, 3.",
+    )
+    cols[4].metric(
+        "TPSA MAD (Å²)",
+        _num(summary.get("tpsa_mad"), ".1f"),
+        border=True,
+        help="Mean |target − TPSA| for TPSA targets 40, 60, 80, 100 Å².",
+    )
+    cols[5].metric(
+        "Joint hit rate",
+        _num(summary.get("joint_hit"), ".1%"),
+        border=True,
+        help="Both properties on target at once: LogP ± 0.5 and TPSA ± 10 Å².",
+    )
+    notes = []
+    if shuffled:
+        notes.append(
+            f"With shuffled targets (as if the condition were ignored) the MADs would be "
+            f"{_num(shuffled.get('logp_mad'), '.2f')} (LogP) and "
+            f"{_num(shuffled.get('tpsa_mad'), '.1f')} Å² (TPSA): the further below those the "
+            "real numbers are, the more the model follows its condition."
+        )
+    recon = report.get("reconstruction", {})
+    if recon:
+        notes.append(
+            f"Reconstruction: {_num(recon.get('teacher_forced_token_acc'), '.1%')} of tokens "
+            f"right when teacher-forced vs {_num(recon.get('free_running_exact_match'), '.1%')} "
+            f"of molecules rebuilt exactly when decoding freely; "
+            f"{recon.get('active_units', '—')} of {recon.get('latent_dim', '—')} latent units "
+            "active."
+        )
+    n = report.get("n_per_target")
+    notes.append(
+        f"{n or '?'} samples per target at temperature {report.get('temperature', '?')}, "
+        f"computed in {_num(report.get('seconds'), '.0f')} s."
+    )
+    st.caption("  \n".join(notes))
+
+
+def show_training(folder: Path) -> None:
+    """Where training ended, from ``metrics.jsonl``."""
+    file = folder / "metrics.jsonl"
+    if not file.exists():
+        st.caption("No training log (metrics.jsonl) in this checkpoint.")
+        return
+    train, val = training_rows(str(folder), file.stat().st_mtime)
+    if not train:
+        st.caption("The training log of this checkpoint is empty.")
+        return
+    last, last_val = train[-1], (val[-1] if val else {})
+    cols = st.columns(4)
+    step = checkpoint_step(folder) or last.get("step", 0)
+    cols[0].metric(
+        "Steps",
+        f"{step:,}",
+        border=True,
+        height="stretch",
+        help=f"{last.get('tokens', 0) / 1e6:.1f} M SELFIES tokens seen",
+    )
+    cols[1].metric(
+        "Training loss",
+        _num(last.get("loss"), ".3f"),
+        border=True,
+        height="stretch",
+        chart_data=[r["loss"] for r in train if isinstance(r.get("loss"), int | float)],
+        help="Reconstruction + β·KL + property-head error, per token (lower is better).",
+    )
+    cols[2].metric(
+        "Validation token accuracy",
+        _num(last_val.get("val_token_acc"), ".1%"),
+        border=True,
+        height="stretch",
+        help="Next-symbol accuracy on held-out molecules, teacher-forced.",
+    )
+    units = last_val.get("val_active_units")
+    cols[3].metric(
+        "Active latent units",
+        "—" if units is None else f"{units}",
+        border=True,
+        height="stretch",
+        help="Latent dimensions whose mean varies across molecules; 0 = posterior collapse.",
+    )
+
+
+st.title("MolScope")
+st.markdown(
+    "A **conditional Transformer VAE** that writes molecules as "
+    "[SELFIES](https://github.com/aspuru-guzik-group/selfies) strings, one symbol at a time, "
+    "aimed at a target **LogP** (Crippen octanol–water partition coefficient) and **TPSA** "
+    "(topological polar surface area, Å²). Every SELFIES string decodes to a valid molecule, "
+    "so the question is not *whether* it writes chemistry but whether it listens to the "
+    "targets. The encoder maps a molecule to a latent code *z*; the decoder reads "
+    "[LogP, TPSA, z] as a prefix and writes the molecule under a causal mask."
+)
+
+name = selected_checkpoint()
+folder = checkpoints_root() / name
+st.subheader(f"Checkpoint `{name}`")
+if not folder.is_dir():
+    st.warning(f"There is no checkpoint folder '{name}'. Pick one in the sidebar.")
+else:
+    show_evaluation(name, folder)
+    show_training(folder)
+
+st.subheader("Pages")
+for path, title, icon, purpose, failure in GUIDE:
+    if not (ROOT / path).is_file():
+        continue
+    left, right = st.columns([1, 5], vertical_alignment="center")
+    left.page_link(path, label=title, icon=icon)
+    right.markdown(f"{purpose}  \n:orange[Shows:] {failure}.")

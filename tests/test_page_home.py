@@ -1,0 +1,107 @@
+"""Home page: the model in a paragraph, headline metrics, a guide to the other pages."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from browser_util import app_test, v2_navigation
+
+ROOT = Path(__file__).resolve().parent.parent
+EVALUATION = {
+    "checkpoint": "default",
+    "n_per_target": 100,
+    "temperature": 1.0,
+    "seconds": 12.3,
+    "overall": {"validity": 1.0, "uniqueness": 0.98, "novelty": 0.95, "internal_diversity": 0.86},
+    "summary": {"logp_mad": 0.64, "tpsa_mad": 7.7, "joint_hit": 0.31, "joint_hit_strict": 0.2},
+    "shuffled": {"logp_mad": 1.1, "tpsa_mad": 21.0, "joint_hit": 0.05},
+    "reconstruction": {
+        "teacher_forced_token_acc": 0.9,
+        "free_running_exact_match": 0.4,
+        "active_units": 3,
+        "latent_dim": 4,
+    },
+}
+
+
+@pytest.fixture(autouse=True)
+def fresh_app():
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    with v2_navigation():
+        yield
+
+
+@pytest.fixture
+def checkpoints(tiny_checkpoints, tmp_path, monkeypatch):
+    """A writable copy of the tiny checkpoints folder."""
+    root = tmp_path / "checkpoints"
+    shutil.copytree(tiny_checkpoints, root)
+    monkeypatch.setenv("MOLSCOPE_CHECKPOINTS", str(root))
+    return root
+
+
+def metrics(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_without_evaluation_it_says_how_to_get_one(use_tiny_checkpoints):
+    at = app_test().run()
+    assert not at.exception
+    assert "conditional Transformer VAE" in at.markdown[0].value
+    info = " ".join(i.value for i in at.info)
+    assert "Evaluate" in info and "python -m core.evaluate --checkpoint checkpoints/default" in info
+    shown = metrics(at)
+    assert shown["Training loss"] == "2.000"  # last train row of the fixture's metrics.jsonl
+    assert shown["Validation token accuracy"] == "40.0%"
+    assert shown["Active latent units"] == "2"
+
+
+def test_headline_metrics_from_evaluation_json(checkpoints):
+    (checkpoints / "default" / "evaluation.json").write_text(json.dumps(EVALUATION))
+    at = app_test().run()
+    assert not at.exception
+    shown = metrics(at)
+    assert shown["Validity"] == "100.0%"
+    assert shown["Novelty"] == "95.0%"
+    assert shown["LogP MAD"] == "0.64"
+    assert shown["TPSA MAD (Å²)"] == "7.7"
+    assert shown["Joint hit rate"] == "31.0%"
+    notes = " ".join(c.value for c in at.main.caption)
+    assert "shuffled targets" in notes and "1.10" in notes and "21.0" in notes
+    assert "3 of 4 latent units" in notes
+    assert not at.info
+
+
+def test_unreadable_evaluation_is_not_fatal(checkpoints):
+    (checkpoints / "default" / "evaluation.json").write_text("{ truncated")
+    at = app_test().run()
+    assert not at.exception
+    assert "cannot be read" in at.info[0].value
+
+
+def test_every_existing_page_has_a_link_and_a_failure(use_tiny_checkpoints):
+    at = app_test().run()
+    links = at.get("page_link")
+    expected = [
+        name
+        for name in ("dataset", "training", "attention", "generate", "evaluate")
+        if (ROOT / "pages" / f"{name}.py").exists()
+    ]
+    assert len(links) == len(expected)
+    guide = " ".join(m.value for m in at.markdown)
+    assert "posterior collapse" in guide
+    if "attention" in expected:
+        assert "causal mask" in guide
+    assert "targets outside the range" in guide
+
+
+def test_missing_metrics_file(checkpoints):
+    (checkpoints / "default" / "metrics.jsonl").unlink()
+    at = app_test().run()
+    assert not at.exception
+    assert any("No training log" in c.value for c in at.main.caption)
