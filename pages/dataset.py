@@ -1,0 +1,400 @@
+"""Dataset: what the model learns from. Descriptor histograms, LogP × TPSA coverage, range
+filters that drive every view, a molecule grid with SMARTS search, and your own molecules
+(uploaded CSV or SMILES list) compared with the data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.checkpoint import CheckpointError, read_config
+from core.chem import DESCRIPTOR_LABELS, DESCRIPTORS, mol_to_png, png_data_uri
+from core.explore import (
+    MAX_MATCHES,
+    MAX_UPLOAD_BYTES,
+    MAX_UPLOAD_ROWS,
+    ExploreError,
+    bin_edges,
+    density_2d,
+    filter_ranges,
+    histogram,
+    parse_upload,
+    substructure_search,
+)
+from pages.common import checkpoints_root, require_dataset, selected_checkpoint
+
+FILTERS = {  # name -> (slider label, step, number format)
+    "logp": ("LogP", 0.1, "%.1f"),
+    "tpsa": ("TPSA (Å²)", 1.0, "%.0f"),
+    "mw": ("MW (Da)", 1.0, "%.0f"),
+    "qed": ("QED", 0.01, "%.2f"),
+    "sa": ("SA score", 0.1, "%.1f"),
+}
+GRID_ROWS = 48  # molecules drawn per page of the grid
+DATA, FILTERED, UPLOAD, RANGE = "#b8c2cc", "#1f77b4", "#d62728", "#2ca02c"
+SHORT = {
+    "logp": "LogP",
+    "tpsa": "TPSA (Å²)",
+    "mw": "MW (Da)",
+    "qed": "QED",
+    "sa": "SA",
+    "hbd": "HBD",
+    "hba": "HBA",
+    "rings": "Rings",
+}
+
+data = require_dataset()
+
+
+@st.cache_data(show_spinner=False)
+def slider_bounds(n_rows: int) -> dict[str, tuple[float, float]]:
+    """Slider limits: the data's min and max, widened to the slider's step."""
+    bounds = {}
+    for name, (_, step, _) in FILTERS.items():
+        lo = math.floor(float(data[name].min()) / step) * step
+        hi = math.ceil(float(data[name].max()) / step) * step
+        bounds[name] = (round(lo, 2), round(hi, 2))
+    return bounds
+
+
+@st.cache_data(show_spinner=False)
+def edges_for(n_rows: int) -> dict[str, np.ndarray]:
+    """Histogram bins per descriptor, fixed on the whole dataset so views line up."""
+    return {name: bin_edges(name, data[name].to_numpy()) for name in DESCRIPTORS}
+
+
+@st.cache_data(show_spinner=False)
+def drawing(smiles: str, atoms: tuple[int, ...] = ()) -> str:
+    """A small RDKit drawing as a data URI (matched atoms highlighted)."""
+    return png_data_uri(mol_to_png(smiles, size=(240, 150), highlight_atoms=atoms))
+
+
+@st.cache_data(show_spinner="Searching substructures…", max_entries=32)
+def search(smarts: str, ranges: tuple, split: str):
+    """SMARTS matches among the filtered molecules (cached per pattern and filter)."""
+    return substructure_search(select(dict(ranges), split), smarts)
+
+
+def select(ranges: dict[str, tuple[float, float]], split: str) -> pd.DataFrame:
+    """The molecules that pass the split choice and the range filters."""
+    table = data if split == "all" else data[data["split"] == split]
+    return filter_ranges(table, ranges)
+
+
+def model_ranges() -> dict[str, tuple[float, float]]:
+    """The LogP/TPSA range the selected model was trained on (0.5th–99.5th percentile)."""
+    try:
+        props = read_config(checkpoints_root() / selected_checkpoint()).get("properties", {})
+        return {k: (float(v["lo"]), float(v["hi"])) for k, v in props.items()}
+    except (CheckpointError, KeyError, TypeError, ValueError):
+        return {}
+
+
+def hist_figure(name: str, traces: list[tuple[str, pd.DataFrame, str]], y: str) -> go.Figure:
+    """Overlaid pre-binned histograms of one descriptor (``y``: "count" or "fraction")."""
+    fig = go.Figure()
+    for label, hist, colour in traces:
+        fig.add_bar(
+            x=hist["center"],
+            y=hist[y],
+            width=hist["right"] - hist["left"],
+            name=label,
+            marker_color=colour,
+            opacity=0.75 if len(traces) > 1 else 1.0,
+            hovertemplate=f"{SHORT[name]} %{{x:.3g}}<br>{y} %{{y:.3g}}<extra>{label}</extra>",
+        )
+    fig.update_layout(
+        barmode="overlay",
+        height=230,
+        margin=dict(l=10, r=10, t=30, b=10),
+        bargap=0,
+        title=dict(text=DESCRIPTOR_LABELS[name], font_size=14),
+        showlegend=False,
+    )
+    fig.update_xaxes(nticks=6)
+    fig.update_yaxes(title_text="molecules" if y == "count" else "share", nticks=5)
+    if y == "fraction":
+        fig.update_yaxes(tickformat=".0%")
+    return fig
+
+
+def histogram_grid(traces_for, y: str, key: str) -> None:
+    """Four histograms per row, one per descriptor."""
+    names = list(DESCRIPTORS)
+    for start in range(0, len(names), 4):
+        for col, name in zip(st.columns(4), names[start : start + 4], strict=False):
+            col.plotly_chart(hist_figure(name, traces_for(name), y), key=f"{key}_{name}")
+
+
+def density_figure(table: pd.DataFrame, upload: pd.DataFrame | None = None) -> go.Figure:
+    """LogP × TPSA counts of ``table`` as a heatmap, the model's range as a dashed box."""
+    x_edges = bin_edges("logp", data["logp"], 50)
+    y_edges = bin_edges("tpsa", data["tpsa"], 40)
+    counts = density_2d(table["logp"], table["tpsa"], x_edges, y_edges)
+    fig = go.Figure(
+        go.Heatmap(
+            x=(x_edges[:-1] + x_edges[1:]) / 2,
+            y=(y_edges[:-1] + y_edges[1:]) / 2,
+            z=np.where(counts > 0, counts, np.nan),
+            colorscale="Blues",
+            colorbar=dict(title="molecules"),
+            hovertemplate="LogP %{x:.2f}<br>TPSA %{y:.0f} Å²<br>%{z} molecules<extra></extra>",
+        )
+    )
+    box = model_ranges()
+    if {"logp", "tpsa"} <= set(box):
+        (x0, x1), (y0, y1) = box["logp"], box["tpsa"]
+        fig.add_shape(
+            type="rect", x0=x0, x1=x1, y0=y0, y1=y1, line=dict(color=RANGE, dash="dash", width=2)
+        )
+        fig.add_annotation(
+            x=x0,
+            y=y1,
+            text="model's training range",
+            showarrow=False,
+            xanchor="left",
+            yanchor="bottom",
+            font_color=RANGE,
+        )
+    if upload is not None and len(upload):
+        fig.add_scatter(
+            x=upload["logp"],
+            y=upload["tpsa"],
+            mode="markers",
+            name="your molecules",
+            marker=dict(color=UPLOAD, size=6, line=dict(color="white", width=0.5)),
+            hovertemplate="%{text}<br>LogP %{x:.2f}, TPSA %{y:.0f} Å²<extra></extra>",
+            text=upload["smiles"],
+        )
+    fig.update_layout(height=460, margin=dict(l=10, r=10, t=10, b=10), showlegend=False)
+    fig.update_xaxes(title_text=DESCRIPTOR_LABELS["logp"])
+    fig.update_yaxes(title_text=DESCRIPTOR_LABELS["tpsa"])
+    return fig
+
+
+def molecule_grid(rows: pd.DataFrame, key: str, pager=None) -> None:
+    """A page of molecules (drawings and descriptors) as a dataframe with an image column;
+    the page number input goes into ``pager`` (a column) when given."""
+    n_pages = max(1, math.ceil(len(rows) / GRID_ROWS))
+    page = (pager or st).number_input(
+        f"Page (of {n_pages:,})",
+        1,
+        n_pages,
+        1,
+        key=f"{key}_page",
+        disabled=n_pages == 1,
+        help=f"{GRID_ROWS} molecules per page.",
+    )
+    shown = rows.iloc[(page - 1) * GRID_ROWS : page * GRID_ROWS]
+    atoms = shown["atoms"] if "atoms" in shown else [()] * len(shown)
+    grid = pd.DataFrame(
+        {
+            "structure": [
+                drawing(s, tuple(a)) for s, a in zip(shown["smiles"], atoms, strict=True)
+            ],
+            **{SHORT[n]: shown[n].to_numpy() for n in DESCRIPTORS},
+            **({"split": shown["split"].to_numpy()} if "split" in shown else {}),
+            "smiles": shown["smiles"].to_numpy(),
+        }
+    )
+    number = {SHORT[n]: st.column_config.NumberColumn(format="%.2f") for n in DESCRIPTORS}
+    number.update(
+        {SHORT[n]: st.column_config.NumberColumn(format="%d") for n in ("hbd", "hba", "rings")}
+    )
+    number[SHORT["tpsa"]] = st.column_config.NumberColumn(format="%.1f")
+    number[SHORT["mw"]] = st.column_config.NumberColumn(format="%.1f")
+    st.dataframe(
+        grid,
+        hide_index=True,
+        row_height=110,
+        key=f"{key}_grid",
+        column_config={
+            "structure": st.column_config.ImageColumn("Structure", width="medium"),
+            "smiles": st.column_config.TextColumn("SMILES", width="large"),
+            **number,
+        },
+    )
+
+
+# ---------------------------------------------------------------- page
+
+st.title("Dataset")
+n_train = int((data["split"] == "train").sum())
+st.caption(
+    f"{len(data):,} molecules from the MOSES benchmark (ZINC drug-like 'clean leads'): "
+    f"{n_train:,} for training, {len(data) - n_train:,} held out. Every descriptor is computed "
+    "with RDKit from the same table the model's training labels come from."
+)
+
+bounds = slider_bounds(len(data))
+
+
+def reset_filters() -> None:
+    for name, (lo, hi) in bounds.items():
+        st.session_state[f"range_{name}"] = (lo, hi)
+    st.session_state.split = "all"
+
+
+with st.container(border=True):
+    head, split_col, reset_col = st.columns([3, 3, 1], vertical_alignment="bottom")
+    head.markdown("**Filters** — every view below shows only the molecules inside them")
+    split = split_col.segmented_control(
+        "Split", ["all", "train", "test"], default="all", key="split", required=True
+    )
+    reset_col.button("Reset", on_click=reset_filters, help="Back to the whole dataset.")
+    ranges = {}
+    for col, (name, (label, step, fmt)) in zip(
+        st.columns(len(FILTERS)), FILTERS.items(), strict=True
+    ):
+        lo, hi = bounds[name]
+        ranges[name] = col.slider(
+            label,
+            lo,
+            hi,
+            (lo, hi),
+            step=step,
+            format=fmt,
+            key=f"range_{name}",
+            help=DESCRIPTOR_LABELS[name],
+        )
+
+filtered = select(ranges, split or "all")
+st.markdown(f"**{len(filtered):,}** of {len(data):,} molecules match the filters.")
+
+tab_hist, tab_density, tab_grid, tab_upload = st.tabs(
+    ["Distributions", "LogP × TPSA", "Molecules", "Your molecules"]
+)
+edges = edges_for(len(data))
+
+with tab_hist:
+    st.caption("Grey: the whole dataset. Blue: the molecules inside the filters.")
+    histogram_grid(
+        lambda n: [
+            ("dataset", histogram(data[n], edges[n]), DATA),
+            ("filtered", histogram(filtered[n], edges[n]), FILTERED),
+        ],
+        "count",
+        "hist",
+    )
+
+with tab_density:
+    st.caption(
+        "How many molecules sit at each (LogP, TPSA). Targets far from the dense region, or "
+        "outside the dashed box, ask the model for molecules it has rarely or never seen."
+    )
+    st.plotly_chart(density_figure(filtered), key="density")
+
+with tab_grid:
+    smarts_col, order_col, dir_col, page_col = st.columns(
+        [5, 2, 1.2, 1.5], vertical_alignment="bottom"
+    )
+    smarts = smarts_col.text_input(
+        "Substructure (SMARTS)",
+        key="smarts",
+        max_chars=500,
+        placeholder="e.g. c1ccncc1 pyridine · C(=O)N amide · [F,Cl,Br,I] halogen",
+        help="Matching atoms are highlighted. The search stops after "
+        f"{MAX_MATCHES} matches. S(=O)(=O)N finds sulfonamides, [NX3;H2] primary amines.",
+    )
+    order = order_col.selectbox(
+        "Order by",
+        ["dataset order", *DESCRIPTORS],
+        key="order",
+        format_func=lambda n: DESCRIPTOR_LABELS.get(n, n),
+    )
+    descending = dir_col.toggle("Largest first", key="descending")
+    rows = filtered
+    if smarts.strip():
+        try:
+            result = search(smarts.strip(), tuple(sorted(ranges.items())), split or "all")
+        except ExploreError as exc:
+            st.error(str(exc))
+            rows = None
+        else:
+            rows = result.rows
+            more = (
+                f" (stopped at {MAX_MATCHES}; {result.n_searched:,} molecules searched)"
+                if result.capped
+                else ""
+            )
+            st.markdown(f"**{len(rows):,}** filtered molecules contain `{smarts.strip()}`{more}.")
+    if rows is not None and len(rows):
+        if order != "dataset order":
+            rows = rows.sort_values(order, ascending=not descending, kind="stable")
+        molecule_grid(rows, "grid", page_col)
+    elif rows is not None:
+        st.info("No molecule matches. Widen the filters or change the pattern.")
+
+with tab_upload:
+    st.caption(
+        f"A CSV with a `smiles` column (any letter case) or a .smi/.txt list with one SMILES "
+        f"per line. At most {MAX_UPLOAD_BYTES >> 20} MB; the first {MAX_UPLOAD_ROWS:,} rows "
+        "are used. Rows that do not parse are counted and listed, not fatal."
+    )
+    uploaded = st.file_uploader(
+        "Your molecules",
+        type=["csv", "smi", "txt"],
+        key="upload",
+        max_upload_size=MAX_UPLOAD_BYTES >> 20,
+    )
+    if uploaded is None:
+        st.session_state.pop("upload_report", None)
+    else:
+        stored = st.session_state.get("upload_report")
+        if stored is None or stored[0] != uploaded.file_id:
+            bar = st.progress(0.0, text="Computing descriptors…")
+            try:
+                report = parse_upload(
+                    uploaded.name, uploaded.getvalue(), progress=lambda f: bar.progress(f)
+                )
+            except ExploreError as exc:
+                report = str(exc)
+            bar.empty()
+            st.session_state.upload_report = (uploaded.file_id, report)
+        report = st.session_state.upload_report[1]
+        if isinstance(report, str):
+            st.error(report)
+        else:
+            mine = report.table
+            st.markdown(
+                f"**{len(mine):,}** molecules from {report.n_rows:,} rows; "
+                f"**{len(report.bad):,}** rows could not be used."
+            )
+            for note in report.notes:
+                st.warning(note)
+            if len(report.bad):
+                with st.expander(f"Rows that could not be used ({len(report.bad):,})"):
+                    st.dataframe(report.bad.head(500), hide_index=True)
+            if len(mine):
+                box = model_ranges()
+                if {"logp", "tpsa"} <= set(box):
+                    outside = ~(
+                        mine["logp"].between(*box["logp"]) & mine["tpsa"].between(*box["tpsa"])
+                    )
+                    st.markdown(
+                        f"{outside.mean():.0%} of your molecules lie outside the LogP/TPSA "
+                        "range the selected model was trained on."
+                    )
+                st.caption("Grey: the whole dataset. Red: your molecules. Share per bin.")
+                histogram_grid(
+                    lambda n: [
+                        (
+                            "dataset",
+                            histogram(data[n], bin_edges(n, np.r_[data[n], mine[n]])),
+                            DATA,
+                        ),
+                        (
+                            "yours",
+                            histogram(mine[n], bin_edges(n, np.r_[data[n], mine[n]])),
+                            UPLOAD,
+                        ),
+                    ],
+                    "fraction",
+                    "compare",
+                )
+                st.plotly_chart(density_figure(data, mine), key="upload_density")
+                molecule_grid(mine, "mine")
