@@ -1,0 +1,441 @@
+"""Benchmark: MolScope's MLX model against the same model in PyTorch, on this CPU, in one run.
+
+    python -m bench.run            # full run (< 10 minutes): bench/results/latest.json + a table
+    python -m bench.run --quick    # tiny model, 2 steps each: checks the harness end to end
+
+Training throughput (compiled MLX step vs a PyTorch mirror, alternating A/B), sgemm speed and
+model FLOP utilisation, decoding latency with and without the KV cache, batch generation,
+peak memory of a training and of a dashboard process, and the levers (mx.compile, the BLAS,
+the activation). PyTorch is needed only here: ``pip install -r bench/requirements.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.decode import decode_with_cache, decode_without_cache, generate_batch
+from bench.workload import (
+    ROOT,
+    Workload,
+    alternate,
+    build_workload,
+    mlx_train_step,
+    non_embedding_parameters,
+    time_call,
+)
+from core.blas import blas_name, sgemm_gflops
+from core.checkpoint import save_checkpoint
+from core.model import count_parameters
+
+RESULTS = ROOT / "bench" / "results"
+INSTALL_HINT = ".venv/bin/pip install -r bench/requirements.txt"
+TORCH_THREADS = 2
+THREAD_ENV = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+TARGETS = {
+    "train_ratio": ">= 1.0",
+    "mfu": ">= 0.35",
+    "kv_speedup": ">= 5",
+    "decode_ms_per_token": "<= 2",
+    "gen_molecules_per_s": ">= PyTorch",
+    "peak_rss_mb_app": "<= 1536",
+}
+
+
+class BenchError(RuntimeError):
+    """The benchmark cannot run (missing PyTorch, a failed subprocess...)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much of each measurement to take."""
+
+    warmup: int  # training rounds dropped (compilation, allocator warm-up)
+    decode_warmup: int  # decoding and generation rounds dropped
+    steps: int  # training rounds timed (the median is reported)
+    decode_length: int  # tokens per batch-1 decoding run
+    decode_repeats: int  # batch-1 runs timed per variant
+    gen_molecules: int  # molecules in the generation batch
+    gen_repeats: int  # generation batches timed per framework
+    rss_steps: int  # training steps of the peak-memory subprocess
+    reference_steps: int  # training steps on the reference BLAS (slow)
+    one_thread_steps: int  # training steps with OpenBLAS on one thread
+    child_timeout: float  # seconds before a subprocess is killed
+    settle: float  # seconds of rest before each timed call (see workload.alternate)
+    sgemm_n: int  # size of the sgemm measured
+
+
+FULL = Plan(
+    warmup=3, decode_warmup=1, steps=7, decode_length=40, decode_repeats=7, gen_molecules=1000,
+    gen_repeats=2, rss_steps=20, reference_steps=3, one_thread_steps=5, child_timeout=300,
+    settle=0.15, sgemm_n=1024,
+)  # fmt: skip
+QUICK = Plan(
+    warmup=1, decode_warmup=0, steps=2, decode_length=8, decode_repeats=2, gen_molecules=16,
+    gen_repeats=1, rss_steps=2, reference_steps=2, one_thread_steps=2, child_timeout=60,
+    settle=0.0, sgemm_n=256,
+)  # fmt: skip
+
+
+_START = time.perf_counter()
+
+
+def log(message: str) -> None:
+    """A progress line on stderr, with the seconds since the start."""
+    print(f"bench [{time.perf_counter() - _START:5.1f} s]: {message}", file=sys.stderr, flush=True)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict:
+    import torch
+
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "mlx": importlib.metadata.version("mlx"),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "blas": blas_name(),
+        "load_avg_start": round(os.getloadavg()[0], 2),
+        "env": {k: os.environ[k] for k in THREAD_ENV if k in os.environ},
+    }
+
+
+def torch_sgemm_gflops(n: int = 1024, repeats: int = 10) -> float:
+    """PyTorch's float32 matmul speed for an ``n``-cubed product (as core.blas.sgemm_gflops)."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    seconds = time_call(lambda: [a @ b for _ in range(repeats)]) / repeats
+    return 2 * n**3 / seconds / 1e9
+
+
+def measure_training(work: Workload, plan: Plan) -> dict:
+    """Tokens/s of the compiled MLX step, PyTorch, and the MLX levers, in alternating rounds."""
+    import torch
+
+    from bench import torch_model as tm
+
+    model, mlx_step = mlx_train_step(work)
+    _, eager_step = mlx_train_step(work, compiled=False)
+    other = "gelu" if work.args.activation == "relu" else "relu"
+    _, other_step = mlx_train_step(work, activation=other)
+    mirror = tm.Model(work.args)
+    tm.load_mlx_weights(mirror, model)  # the same initial weights
+    mirror.train()
+    params, torch_params = count_parameters(model), tm.count_parameters(mirror)
+    if params != torch_params:
+        raise BenchError(f"the PyTorch mirror has {torch_params} parameters, MLX {params}")
+    torch_step = tm.make_train_step(mirror, work.targs, work.bundle.tokenizer.bos_id)
+    ids = torch.from_numpy(work.ids).long()
+    valid, props = torch.from_numpy(work.valid), torch.from_numpy(work.props)
+
+    variants = {
+        "mlx": mlx_step,
+        "torch": lambda: torch_step(ids, valid, props, work.targs.beta),
+        "mlx_eager": eager_step,
+        f"mlx_{other}": other_step,
+    }
+    log(f"training: {plan.warmup} + {plan.steps} rounds of {', '.join(variants)}")
+    times = alternate(variants, plan.warmup, plan.steps, plan.settle)
+    tok_s = {name: work.n_tokens / statistics.median(t) for name, t in times.items()}
+    return {
+        "params": params,
+        "params_non_embedding": non_embedding_parameters(model),
+        "tok_s": tok_s,
+        "step_seconds": {name: [round(s, 4) for s in t] for name, t in times.items()},
+        "other_activation": other,
+    }
+
+
+def measure_decoding(work: Workload, plan: Plan) -> dict:
+    """Batch-1 latency (KV cache, recomputation, PyTorch) and batch generation (MLX, PyTorch)."""
+    import torch
+
+    from bench import torch_model as tm
+
+    bundle, tok, length = work.bundle, work.bundle.tokenizer, plan.decode_length
+    mirror = tm.Model(work.args)
+    tm.load_mlx_weights(mirror, bundle.model)
+    mirror.eval()
+    special = dict(bos=tok.bos_id, eos=tok.eos_id, pad=tok.pad_id)
+    banned = [tok.pad_id, tok.bos_id, tok.unk_id]
+
+    def torch_tokens(n: int, max_tokens: int | None = None, allow_eos: bool = True, seed=0):
+        return tm.generate_tokens(
+            mirror, n, **special, banned=banned, max_tokens=max_tokens,
+            allow_eos=allow_eos, seed=seed,
+        )  # fmt: skip
+
+    log(f"decoding: {plan.decode_repeats} runs of {length} tokens at batch 1, three ways")
+    latency = alternate(
+        {
+            "cache": lambda: decode_with_cache(bundle, length),
+            "nocache": lambda: decode_without_cache(bundle, length),
+            "torch": lambda: torch_tokens(1, length, allow_eos=False),
+        },
+        plan.decode_warmup,
+        plan.decode_repeats,
+        plan.settle,
+    )
+    ms = {name: statistics.median(t) / length * 1e3 for name, t in latency.items()}
+
+    n = plan.gen_molecules
+    log(f"generation: {plan.gen_repeats} batches of {n} molecules in MLX and PyTorch")
+    steps: dict[str, list[int]] = {"mlx": [], "torch": []}
+    seeds = iter(range(1_000_000))
+
+    def mlx_batch() -> None:
+        steps["mlx"].append(generate_batch(bundle, n, seed=next(seeds)))
+
+    def torch_batch() -> None:
+        with torch.inference_mode():
+            steps["torch"].append(torch_tokens(n, seed=next(seeds)).shape[1])
+
+    batches = alternate(
+        {"mlx": mlx_batch, "torch": torch_batch}, plan.decode_warmup, plan.gen_repeats, plan.settle
+    )
+    return {
+        "ms_per_token": ms,
+        "molecules_per_s": {name: n / statistics.median(t) for name, t in batches.items()},
+        "gen_steps": {name: s[plan.decode_warmup :] for name, s in steps.items()},
+    }
+
+
+def run_child(argv: list[str], timeout: float, env: dict | None = None) -> dict:
+    """Run ``python -m bench.workers ARGV`` and return its JSON answer."""
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.workers", *argv],
+            capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+            env={**os.environ, **(env or {})},
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"bench.workers {argv[0]} took longer than {timeout:.0f} s") from exc
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines() or ["no output"]
+        raise BenchError(f"bench.workers {argv[0]} failed ({proc.returncode}): {lines[-1]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def measure_processes(work: Workload, plan: Plan, quick: bool) -> dict:
+    """Peak RSS of a training and of a dashboard process; the reference-BLAS lever."""
+    quick_flag = ["--quick"] if quick else []
+    log(f"peak memory: {plan.rss_steps} training steps in a subprocess (OpenBLAS)")
+    fast = run_child(["train", "--steps", str(plan.rss_steps), *quick_flag], plan.child_timeout)
+    log(f"reference BLAS: {plan.reference_steps} training steps in a subprocess")
+    reference = run_child(
+        ["train", "--steps", str(plan.reference_steps), *quick_flag],
+        plan.child_timeout,
+        env={"MOLSCOPE_BLAS": "reference"},
+    )
+    log(f"OpenBLAS on one thread: {plan.one_thread_steps} training steps in a subprocess")
+    one_thread = run_child(
+        ["train", "--steps", str(plan.one_thread_steps), *quick_flag],
+        plan.child_timeout,
+        env={"OPENBLAS_NUM_THREADS": "1"},
+    )
+    log("peak memory: a dashboard process (streamlit, checkpoint, data set, generation)")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = work.bundle.path
+        if folder is None:  # an untrained model: save it so the child loads it like the app
+            folder = Path(tmp) / "default"
+            save_checkpoint(folder, work.bundle, state={"step": 0})
+        app = run_child(["app", "--checkpoint", str(folder)], plan.child_timeout)
+    return {
+        "peak_rss_mb_train": fast["peak_rss_mb"],
+        "peak_rss_mb_app": app["peak_rss_mb"],
+        "blas_lever": {
+            "tok_s_openblas": fast["tok_s"],
+            "tok_s_reference": reference["tok_s"],
+            "speedup": fast["tok_s"] / reference["tok_s"],
+            "sgemm_gflops_openblas": fast["sgemm_gflops"],
+            "sgemm_gflops_reference": reference["sgemm_gflops"],
+            "steps": {"openblas": plan.rss_steps, "reference": plan.reference_steps},
+            "note": "separate subprocesses, one after the other (the BLAS is chosen at import)",
+        },
+        "blas_threads_lever": {
+            "tok_s_default_threads": fast["tok_s"],
+            "tok_s_one_thread": one_thread["tok_s"],
+            "default_over_one": fast["tok_s"] / one_thread["tok_s"],
+            "steps": {"default": plan.rss_steps, "one_thread": plan.one_thread_steps},
+            "note": "OPENBLAS_NUM_THREADS=1 in a subprocess; OpenBLAS defaults to all cores",
+        },
+    }
+
+
+def benchmark(quick: bool) -> dict:
+    """Every measurement, as the JSON document written to bench/results."""
+    import torch
+
+    torch.set_num_threads(TORCH_THREADS)
+    plan = QUICK if quick else FULL
+    started = time.perf_counter()
+    machine = machine_info()
+    work = build_workload(quick)
+    log(
+        f"model from {work.source}; batch {work.ids.shape[0]} x {work.ids.shape[1]} "
+        f"({work.n_tokens} real tokens)"
+    )
+    n = plan.sgemm_n
+    log(f"sgemm: MLX and PyTorch, {n}^3")
+    peak = sgemm_gflops(n=n)
+    peak_torch = torch_sgemm_gflops(n=n)
+    train = measure_training(work, plan)
+    decode = measure_decoding(work, plan)
+    procs = measure_processes(work, plan, quick)
+
+    tok_s, params = train["tok_s"], train["params"]
+    other = train["other_activation"]
+    act_tok_s = {work.args.activation: tok_s["mlx"], other: tok_s[f"mlx_{other}"]}
+    ms, gen = decode["ms_per_token"], decode["molecules_per_s"]
+    return {
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": quick,
+        "machine": {**machine, "load_avg_end": round(os.getloadavg()[0], 2)},
+        "model": {
+            "source": work.source,
+            "config": {k: v for k, v in vars(work.args).items()},
+            "params": params,
+            "params_non_embedding": train["params_non_embedding"],
+            "batch": {"molecules": int(work.ids.shape[0]), "width": int(work.ids.shape[1])},
+            "batch_tokens": work.n_tokens,
+        },
+        "train_tok_s_mlx": tok_s["mlx"],
+        "train_tok_s_torch": tok_s["torch"],
+        "train_ratio": tok_s["mlx"] / tok_s["torch"],
+        "train_step_seconds": train["step_seconds"],
+        "sgemm_n": n,
+        "sgemm_gflops": peak,
+        "sgemm_gflops_torch": peak_torch,
+        "mfu": 6 * params * tok_s["mlx"] / (peak * 1e9),
+        "mfu_torch": 6 * params * tok_s["torch"] / (peak * 1e9),
+        "mfu_params": "all trainable parameters (embeddings included), MLX's sgemm as the peak",
+        "decode_length": plan.decode_length,
+        "decode_ms_per_token": ms["cache"],
+        "decode_ms_per_token_nocache": ms["nocache"],
+        "decode_ms_per_token_torch": ms["torch"],
+        "kv_speedup": ms["nocache"] / ms["cache"],
+        "gen_molecules": plan.gen_molecules,
+        "gen_molecules_per_s": gen["mlx"],
+        "gen_molecules_per_s_torch": gen["torch"],
+        "gen_steps": decode["gen_steps"],
+        "peak_rss_mb_train": procs["peak_rss_mb_train"],
+        "peak_rss_mb_app": procs["peak_rss_mb_app"],
+        "levers": {
+            "compile": {
+                "tok_s_compiled": tok_s["mlx"],
+                "tok_s_eager": tok_s["mlx_eager"],
+                "speedup": tok_s["mlx"] / tok_s["mlx_eager"],
+            },
+            "blas": procs["blas_lever"],
+            "blas_threads": procs["blas_threads_lever"],
+            "activation": {
+                "tok_s_relu": act_tok_s["relu"],
+                "tok_s_gelu": act_tok_s["gelu"],
+                "relu_over_gelu": act_tok_s["relu"] / act_tok_s["gelu"],
+            },
+        },
+        "targets": TARGETS,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def table(r: dict) -> str:
+    """The results as a plain-text table."""
+    m = r["machine"]
+    lev = r["levers"]
+    rows = [
+        ("figure", "MLX (ours)", "PyTorch", "note"),
+        ("training tokens/s", f"{r['train_tok_s_mlx']:,.0f}", f"{r['train_tok_s_torch']:,.0f}",
+         f"ratio {r['train_ratio']:.2f} (target {TARGETS['train_ratio']})"),
+        (f"sgemm {r['sgemm_n']}^3 GFLOP/s", f"{r['sgemm_gflops']:.1f}",
+         f"{r['sgemm_gflops_torch']:.1f}", "MLX's is the MFU peak"),
+        ("MFU", f"{r['mfu']:.3f}", f"{r['mfu_torch']:.3f}", f"target {TARGETS['mfu']}"),
+        (f"decode ms/token (batch 1, {r['decode_length']} tok)",
+         f"{r['decode_ms_per_token']:.2f}", f"{r['decode_ms_per_token_torch']:.2f}",
+         f"target {TARGETS['decode_ms_per_token']}"),
+        ("decode ms/token, no KV cache", f"{r['decode_ms_per_token_nocache']:.2f}", "",
+         f"kv_speedup {r['kv_speedup']:.1f} (target {TARGETS['kv_speedup']})"),
+        (f"molecules/s (batch {r['gen_molecules']}, T=1)", f"{r['gen_molecules_per_s']:,.0f}",
+         f"{r['gen_molecules_per_s_torch']:,.0f}", f"target {TARGETS['gen_molecules_per_s']}"),
+        ("peak RSS training MB", f"{r['peak_rss_mb_train']:,.0f}", "", ""),
+        ("peak RSS dashboard MB", f"{r['peak_rss_mb_app']:,.0f}", "",
+         f"target {TARGETS['peak_rss_mb_app']}"),
+        ("lever: mx.compile", f"{lev['compile']['speedup']:.2f}x", "",
+         f"{lev['compile']['tok_s_eager']:,.0f} tok/s without"),
+        ("lever: OpenBLAS vs reference", f"{lev['blas']['speedup']:.1f}x", "",
+         f"{lev['blas']['tok_s_reference']:,.0f} tok/s on the reference BLAS"),
+        ("lever: OpenBLAS all cores vs 1 thread",
+         f"{lev['blas_threads']['default_over_one']:.2f}x", "",
+         f"{lev['blas_threads']['tok_s_one_thread']:,.0f} tok/s on one thread"),
+        ("lever: relu vs gelu", f"{lev['activation']['relu_over_gelu']:.2f}x", "",
+         f"{lev['activation']['tok_s_gelu']:,.0f} tok/s with gelu"),
+    ]  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [
+        f"{m['cpu']}, {m['cores']} cores, {m['blas'].split(' (')[0]}, mlx {m['mlx']}, "
+        f"torch {m['torch']} ({m['torch_threads']} threads); load average "
+        f"{m['load_avg_start']} -> {m['load_avg_end']}; {r['seconds']:.0f} s"
+        + ("; QUICK (tiny model)" if r["quick"] else "")
+    ]
+    if max(m["load_avg_start"], m["load_avg_end"]) > 0.5 * m["cores"]:
+        lines.append(
+            "warning: other processes kept the CPU busy; these numbers are not comparable"
+            " (PyTorch's spin-waiting OpenMP threads suffer most: see bench/README.md)"
+        )
+    for i, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("torch") is None:
+        raise BenchError(f"PyTorch is not installed (benchmark only): run `{INSTALL_HINT}`")
+    results = benchmark(args.quick)
+    out = Path(args.out) if args.out else RESULTS / ("quick.json" if args.quick else "latest.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    tmp.replace(out)
+    print(table(results))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    from core.cli import run_cli
+
+    parser = argparse.ArgumentParser(description="Benchmark MolScope (MLX) against PyTorch.")
+    parser.add_argument("--quick", action="store_true", help="tiny model, 2 steps each (seconds)")
+    parser.add_argument(
+        "--out", help="JSON file to write (default bench/results/latest.json, or quick.json)"
+    )
+    run_cli(main, parser)

@@ -1,0 +1,84 @@
+"""The benchmark's subprocesses, each printing one JSON line on stdout. They run apart from
+``bench.run`` so that their peak memory is their own and the BLAS is chosen fresh at import
+(``MOLSCOPE_BLAS=reference`` keeps MLX's bundled BLAS).
+
+    python -m bench.workers train [--quick] [--steps N]   # MLX training steps
+    python -m bench.workers app --checkpoint DIR          # what the dashboard process holds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+from pathlib import Path
+
+from core.blas import blas_name, sgemm_gflops
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. Read from ``VmHWM`` on Linux: the parent's
+    rusage would report at least the parent's own size, inherited by fork before exec."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if platform.system() == "Darwin" else peak / 1024
+
+
+def train(args: argparse.Namespace) -> dict:
+    """Tokens/s of the compiled MLX training step (median of ``--steps`` after one warm-up)."""
+    from bench.workload import build_workload, mlx_train_step, time_call
+
+    work = build_workload(args.quick)
+    _, run = mlx_train_step(work)
+    run()  # compiles
+    seconds = statistics.median(time_call(run) for _ in range(args.steps))
+    return {
+        "tok_s": work.n_tokens / seconds,
+        "steps": args.steps,
+        "blas": blas_name(),
+        "sgemm_gflops": sgemm_gflops(n=256 if args.quick else 1024, repeats=3),
+    }
+
+
+def app(args: argparse.Namespace) -> dict:
+    """Import what the dashboard imports, load the checkpoint and the data set, generate and
+    score a few molecules: the memory a dashboard process holds once a user has used it."""
+    import streamlit  # noqa: F401
+
+    from core.checkpoint import load_checkpoint
+    from core.data import load_dataset
+    from core.generate import generate, score
+
+    bundle = load_checkpoint(args.checkpoint)
+    data = load_dataset()
+    scored = score(generate(bundle, {"logp": 2.5}, args.molecules, batch_size=args.molecules))
+    return {"molecules": len(scored), "data_rows": len(data), "blas": blas_name()}
+
+
+def main(args: argparse.Namespace) -> int:
+    print(json.dumps({**args.work(args), "peak_rss_mb": peak_rss_mb()}))
+    return 0
+
+
+if __name__ == "__main__":
+    from core.cli import run_cli
+
+    parser = argparse.ArgumentParser(
+        description="One measurement of bench.run, in its own process."
+    )
+    sub = parser.add_subparsers(required=True)
+    p_train = sub.add_parser("train", help="time MLX training steps")
+    p_train.add_argument("--quick", action="store_true", help="tiny configuration")
+    p_train.add_argument("--steps", type=int, default=20, help="timed steps after one warm-up")
+    p_train.set_defaults(work=train)
+    p_app = sub.add_parser("app", help="load what the dashboard loads")
+    p_app.add_argument("--checkpoint", required=True, help="checkpoint folder to load")
+    p_app.add_argument("--molecules", type=int, default=8, help="molecules to generate")
+    p_app.set_defaults(work=app)
+    run_cli(main, parser)

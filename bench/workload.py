@@ -1,0 +1,164 @@
+"""What the benchmark measures: the model configuration, one real training batch, and the MLX
+training step, shared by ``bench.run`` and its subprocesses (``bench.workers``).
+
+The architecture is the default checkpoint's (``checkpoints/default/config.json``) when there
+is one, else ``ModelArgs`` defaults with the data set's vocabulary; ``quick`` swaps in a tiny
+configuration so the whole harness runs in seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+from mlx.utils import tree_flatten
+
+from core.batches import BUCKET_BATCHES, encode_set, epoch_batches, take
+from core.checkpoint import Bundle, CheckpointError, load_checkpoint
+from core.data import load_dataset
+from core.model import Model, ModelArgs
+from core.tokenizer import Tokenizer
+from core.train import TrainArgs, make_optimizer, make_train_step, property_scales
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CHECKPOINT = ROOT / "checkpoints" / "default"
+BATCH_SIZE = 128  # molecules per training step, as core.train's default
+QUICK_BATCH_SIZE = 16
+QUICK_MODEL = dict(
+    d_model=32, n_heads=2, n_layers=2, d_ff=64, enc_d_model=16, enc_heads=2, enc_layers=1,
+    enc_d_ff=32, latent_dim=4,
+)  # fmt: skip
+
+
+@dataclass
+class Workload:
+    """The model to benchmark and one training batch of real molecules."""
+
+    bundle: Bundle  # trained weights when the default checkpoint exists (used for decoding)
+    source: str  # where the architecture came from
+    ids: np.ndarray  # (B, W) token ids, padded as core.batches.take pads
+    valid: np.ndarray  # (B, W) real positions
+    props: np.ndarray  # (B, P) normalised properties
+    targs: TrainArgs
+
+    @property
+    def args(self) -> ModelArgs:
+        return self.bundle.args
+
+    @property
+    def n_tokens(self) -> int:
+        """Real tokens (with [EOS]) in the batch: the unit of tokens/s, as in core.train."""
+        return int(self.valid.sum())
+
+
+def _untrained_bundle(train_rows, overrides: dict) -> Bundle:
+    tokenizer = Tokenizer.build(train_rows["selfies"])
+    args = ModelArgs(vocab_size=len(tokenizer), **overrides)
+    mx.random.seed(0)
+    model = Model(args)
+    mx.eval(model.parameters())
+    model.eval()
+    scales = property_scales(train_rows, args.properties)
+    return Bundle(model, tokenizer, args, scales, {"note": "untrained, for benchmarking"})
+
+
+def build_workload(quick: bool = False) -> Workload:
+    """The benchmark's model and its median-sized real training batch.
+
+    The batch comes from ``core.batches.epoch_batches`` (length-bucketed, as training sees
+    them): of the first epoch's batches, the one with the median number of real tokens.
+    """
+    table = load_dataset()
+    train_rows = table[table["split"] == "train"]
+    batch_size = QUICK_BATCH_SIZE if quick else BATCH_SIZE
+    if quick:  # the vocabulary of the rows used, not of the whole set: seconds count here
+        train_rows = train_rows.head(batch_size * BUCKET_BATCHES)
+        bundle, source = _untrained_bundle(train_rows, QUICK_MODEL), "quick (tiny)"
+    else:
+        try:
+            bundle, source = load_checkpoint(DEFAULT_CHECKPOINT), "checkpoints/default"
+        except CheckpointError:
+            bundle, source = _untrained_bundle(train_rows, {}), "ModelArgs defaults"
+    args = bundle.args
+    rows = train_rows.head(batch_size * BUCKET_BATCHES)
+    scaled = np.stack(
+        [
+            (rows[p].to_numpy() - bundle.scales[p].mean) / bundle.scales[p].std
+            for p in args.properties
+        ],
+        axis=1,
+    )
+    data = encode_set(rows["selfies"].tolist(), scaled, bundle.tokenizer, args.max_len)
+    batches = epoch_batches(data.lengths, batch_size, seed=0, epoch=0)
+    batches.sort(key=lambda b: int(data.lengths[b].sum()))
+    ids, valid, props = take(data, batches[len(batches) // 2])
+    targs = TrainArgs(batch_size=batch_size)
+    return Workload(bundle, source, ids, valid, props, targs)
+
+
+def non_embedding_parameters(model) -> int:
+    """Parameters outside the token and position embeddings (tables looked up, not multiplied)."""
+    return sum(
+        v.size
+        for name, v in tree_flatten(model.trainable_parameters())
+        if not name.endswith(("embed.weight", "pos.weight"))
+    )
+
+
+def mlx_train_step(
+    work: Workload, activation: str | None = None, compiled: bool = True, seed: int = 0
+) -> tuple[Model, Callable[[], None]]:
+    """A fresh model (same seed, same weights) and a function running one full training
+    step of ``core.train.make_train_step`` on the workload's batch."""
+    args = work.args if activation is None else replace(work.args, activation=activation)
+    mx.random.seed(seed)
+    model = Model(args)
+    mx.eval(model.parameters())
+    model.train()
+    optimizer = make_optimizer(work.targs)
+    optimizer.init(model.trainable_parameters())
+    step = make_train_step(model, optimizer, work.targs, work.bundle.tokenizer.bos_id)
+    ids, valid, props = mx.array(work.ids), mx.array(work.valid), mx.array(work.props)
+    beta = mx.array(work.targs.beta, dtype=mx.float32)
+    keys = iter(range(1_000_000))
+
+    def run() -> None:
+        key = mx.random.key(next(keys))
+        if not compiled:
+            mx.disable_compile()  # checked at call time: the same step, traced op by op
+        try:
+            mx.eval(step(ids, valid, props, beta, key))
+        finally:
+            mx.enable_compile()
+
+    return model, run
+
+
+def time_call(fn: Callable[[], object]) -> float:
+    """Seconds one call of ``fn`` takes."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def alternate(
+    variants: dict[str, Callable[[], object]], warmup: int, steps: int, settle: float = 0.15
+) -> dict[str, list[float]]:
+    """Seconds per call of each variant, run in turns (A, B, C, A, B, C, ...) so background
+    load hits all alike; the first ``warmup`` rounds (compilation, caches) are dropped.
+
+    Each call waits ``settle`` seconds first: OpenBLAS worker threads spin for ~0.1 s after a
+    call before they sleep, and would otherwise take a core from the next variant.
+    """
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for round_ in range(warmup + steps):
+        for name, fn in variants.items():
+            time.sleep(settle)
+            seconds = time_call(fn)
+            if round_ >= warmup:
+                times[name].append(seconds)
+    return times
