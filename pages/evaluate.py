@@ -1,0 +1,373 @@
+"""Evaluate: the reference-grid metrics of the selected checkpoint (from its cached
+evaluation.json, recomputable here), and a walk through the latent space."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+import core.evaluate
+from core.chem import describe_smiles, mol_to_png, selfies_to_smiles
+from core.inspect import InspectError, interpolate, molecule_ids
+from pages.common import require_bundle, require_dataset
+
+RESULT = "evaluation.json"
+SHORT = {"logp": "LogP", "tpsa": "TPSA"}
+REAL, SHUFFLED = "#1f77b4", "#b0b7c3"
+# the quality bar of the project: (label, where in the result, goal, higher is better)
+GOALS = [
+    ("Validity", ("overall", "validity"), 0.99, True),
+    ("Uniqueness", ("overall", "uniqueness"), 0.95, True),
+    ("Novelty", ("overall", "novelty"), 0.80, True),
+    ("Internal diversity", ("overall", "internal_diversity"), 0.85, True),
+    ("LogP MAD (LogP-only targets)", ("summary", "logp_mad"), 0.30, False),
+    ("TPSA MAD, Å² (TPSA-only targets)", ("summary", "tpsa_mad"), 5.0, False),
+    ("Joint hit rate (±0.5 LogP, ±10 Å²)", ("summary", "joint_hit"), 0.60, True),
+]
+
+bundle = require_bundle()
+data = require_dataset()
+result_file = Path(bundle.path) / RESULT
+
+
+def load_result(path: Path) -> dict | None:
+    """The cached evaluation, or None (after a notice) when missing or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        st.warning(f"{path.name} cannot be read ({exc}); recompute it below.")
+        return None
+
+
+def recompute(n: int) -> None:
+    """Run ``core.evaluate`` with a progress bar and save the result next to the weights."""
+    bar = st.progress(0.0, text="Starting…")
+    result = core.evaluate.evaluate(
+        bundle, n=n, progress=lambda f, message: bar.progress(min(f, 1.0), text=message)
+    )
+    tmp = result_file.with_name(RESULT + ".partial")
+    try:
+        tmp.write_text(json.dumps(result, indent=2))
+        tmp.replace(result_file)
+    except OSError as exc:
+        st.error(f"Could not save {result_file}: {exc.strerror or exc}")
+    bar.empty()
+
+
+def fmt(value: float | None, percent: bool) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.1%}" if percent else f"{value:.2f}"
+
+
+def headline_table(result: dict) -> pd.DataFrame:
+    rows = []
+    for label, (section, key), goal, higher in GOALS:
+        value = result.get(section, {}).get(key)
+        shuffled = result.get("shuffled", {}).get(key) if section == "summary" else None
+        percent = higher
+        met = None
+        if value is not None and not math.isnan(value):
+            met = value >= goal if higher else value <= goal
+        rows.append(
+            {
+                "Metric": label,
+                "Achieved": fmt(value, percent),
+                "Goal": ("≥ " if higher else "≤ ") + fmt(goal, percent),
+                "Met": "✅" if met else ("–" if met is None else "❌"),
+                "With shuffled targets": fmt(shuffled, percent) if shuffled is not None else "",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def single_target_figure(rows: list[dict], p: str) -> go.Figure:
+    """MAD ± SD and hit rate for each target of one property alone."""
+    mine = [r for r in rows if set(r["targets"]) == {p}]
+    x = [f"{r['targets'][p]:g}" for r in mine]
+    fig = go.Figure(
+        go.Bar(
+            x=x,
+            y=[r.get(f"mad_{p}") for r in mine],
+            error_y=dict(type="data", array=[r.get(f"sd_{p}") for r in mine]),
+            marker_color=REAL,
+            text=[f"hit {r.get(f'hit_{p}', 0):.0%}" for r in mine],
+            textposition="inside",
+            hovertemplate="target %{x}: MAD %{y:.2f}<extra></extra>",
+        )
+    )
+    hit = core.evaluate.HIT[p]
+    fig.update_layout(
+        title=dict(text=f"{SHORT[p]} targets alone: mean |target − achieved|", font_size=14),
+        xaxis_title=f"target {SHORT[p]}",
+        yaxis_title=f"MAD ± SD{' (Å²)' if p == 'tpsa' else ''}",
+        shapes=[
+            dict(
+                type="line",
+                xref="paper",
+                x0=0,
+                x1=1,
+                y0=hit,
+                y1=hit,
+                line=dict(color="#2ca02c", dash="dash"),
+            )
+        ],
+        height=320,
+        margin=dict(l=0, r=0, t=40, b=0),
+    )
+    return fig
+
+
+def joint_figure(rows: list[dict]) -> go.Figure | None:
+    """Joint hit rate over the LogP × TPSA grid of targets."""
+    joint = [r for r in rows if len(r["targets"]) == 2 and "hit_joint" in r]
+    if not joint:
+        return None
+    logps = sorted({r["targets"]["logp"] for r in joint})
+    tpsas = sorted({r["targets"]["tpsa"] for r in joint})
+    grid = {(r["targets"]["logp"], r["targets"]["tpsa"]): r["hit_joint"] for r in joint}
+    z = [[grid.get((lp, tp)) for lp in logps] for tp in tpsas]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=[f"{v:g}" for v in logps],
+            y=[f"{v:g}" for v in tpsas],
+            zmin=0,
+            zmax=1,
+            colorscale="Greens",
+            texttemplate="%{z:.0%}",
+            colorbar=dict(title="hit", tickformat=".0%", thickness=12),
+            hovertemplate="LogP %{x}, TPSA %{y}: %{z:.0%}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=dict(text="Both targets: joint hit rate (±0.5 LogP and ±10 Å²)", font_size=14),
+        xaxis=dict(title="target LogP", type="category"),
+        yaxis=dict(title="target TPSA (Å²)", type="category"),
+        height=320,
+        margin=dict(l=0, r=0, t=40, b=0),
+    )
+    return fig
+
+
+def shuffled_figure(result: dict) -> go.Figure:
+    """Real vs shuffled targets: if the condition is used, the real deviations are smaller."""
+    names = [("logp_mad", "LogP MAD"), ("tpsa_mad", "TPSA MAD (Å²)"), ("joint_hit", "Joint hit")]
+    real = [result["summary"].get(k) for k, _ in names]
+    shuffled = [result["shuffled"].get(k) for k, _ in names]
+    labels = [label for _, label in names]
+    fig = go.Figure(
+        [
+            go.Bar(
+                name="own targets",
+                x=labels,
+                y=real,
+                marker_color=REAL,
+                texttemplate="%{y:.2f}",
+                textposition="outside",
+            ),
+            go.Bar(
+                name="shuffled targets",
+                x=labels,
+                y=shuffled,
+                marker_color=SHUFFLED,
+                texttemplate="%{y:.2f}",
+                textposition="outside",
+            ),
+        ]
+    )
+    fig.update_layout(
+        barmode="group",
+        height=300,
+        margin=dict(l=0, r=0, t=10, b=0),
+        legend=dict(orientation="h", y=1.1),
+    )
+    return fig
+
+
+def kl_figure(kl: list[float]) -> go.Figure:
+    fig = go.Figure(
+        go.Bar(
+            x=[str(i + 1) for i in range(len(kl))],
+            y=kl,
+            marker_color=["#1f77b4" if v > 0.01 else "#d62728" for v in kl],
+            hovertemplate="dimension %{x}: KL %{y:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        xaxis_title="latent dimension",
+        yaxis_title="KL (nats)",
+        height=260,
+        margin=dict(l=0, r=0, t=10, b=0),
+    )
+    return fig
+
+
+@st.cache_data(show_spinner=False)
+def interpolation_choices(_data, checkpoint: str, n: int = 30) -> list[str]:
+    """SMILES of a fixed sample of test molecules the model can read."""
+    test = _data[_data.split == "test"]
+    pool = (test if len(test) else _data).sample(min(4 * n, len(_data)), random_state=1)
+    out = []
+    for smiles, selfies in zip(pool.smiles, pool.selfies, strict=True):
+        try:
+            molecule_ids(bundle, selfies)
+        except InspectError:
+            continue
+        out.append(smiles)
+        if len(out) == n:
+            break
+    return out
+
+
+def show_result(result: dict) -> None:
+    reco = result.get("reconstruction", {})
+    st.caption(
+        f"{result.get('n_per_target', '?')} molecules per target at temperature "
+        f"{result.get('temperature', '?')}, computed in {result.get('seconds', '?')} s."
+    )
+    st.subheader("Headline")
+    st.dataframe(headline_table(result), hide_index=True)
+
+    st.subheader("Target vs achieved")
+    rows = result.get("targets", [])
+    cols = st.columns(2)
+    for col, p in zip(cols, [p for p in ("logp", "tpsa") if p in bundle.properties], strict=False):
+        col.plotly_chart(single_target_figure(rows, p), key=f"eval_single_{p}")
+    st.caption(
+        "Bars: mean absolute deviation of the generated molecules' RDKit value from the target, "
+        "with its SD; green dashed line: the hit window (±0.5 LogP, ±10 Å² TPSA)."
+    )
+    joint = joint_figure(rows)
+    if joint is not None:
+        st.plotly_chart(joint, key="eval_joint")
+
+    if "shuffled" in result:
+        st.subheader("Is the condition used?")
+        st.write(
+            "The same molecules scored against another target of the same kind. A model that "
+            "uses its condition lands much closer to its own target than to a shuffled one; "
+            "equal bars mean the condition is ignored."
+        )
+        st.plotly_chart(shuffled_figure(result), key="eval_shuffled")
+        real, fake = result["summary"].get("logp_mad"), result["shuffled"].get("logp_mad")
+        if real and fake and not math.isnan(real) and real > 0.8 * fake:
+            st.warning("LogP: own targets are hardly closer than shuffled ones.")
+        real, fake = result["summary"].get("tpsa_mad"), result["shuffled"].get("tpsa_mad")
+        if real and fake and not math.isnan(real) and real > 0.8 * fake:
+            st.warning("TPSA: own targets are hardly closer than shuffled ones.")
+
+    st.subheader("Reconstruction: teacher-forced vs free-running")
+    c1, c2, c3 = st.columns(3)
+    tf, fr = reco.get("teacher_forced_token_acc"), reco.get("free_running_exact_match")
+    c1.metric("Teacher-forced token accuracy", fmt(tf, True))
+    c2.metric("Free-running exact molecules", fmt(fr, True))
+    c3.metric(
+        "z changes the greedy molecule",
+        fmt(result.get("latent_sensitivity"), True),
+        help="Share of greedy molecules that change when only z is redrawn (0: z is ignored).",
+    )
+    st.caption(
+        "Test molecules encoded to z = mu, then decoded with their own properties: "
+        "teacher-forced (each position sees the true previous symbols) vs greedy free-running "
+        "(the model feeds itself). A high first number with a near-zero second one and poor "
+        "molecules points at a causal mask that leaks the future, or at exposure bias."
+    )
+
+    st.subheader("Latent use")
+    kl = reco.get("kl_per_dim", [])
+    active, dim = reco.get("active_units"), reco.get("latent_dim", len(kl))
+    c1, c2 = st.columns([1, 3])
+    c1.metric("Active units", f"{active} of {dim}", help="Dimensions whose mu varies (var > 0.01)")
+    c1.metric("Total KL", f"{sum(kl):.2f} nats")
+    if kl:
+        c2.plotly_chart(kl_figure(kl), key="eval_kl")
+    if active == 0 or (kl and sum(kl) < 0.1):
+        st.warning(
+            "Posterior collapse: the latent code carries (almost) no information, so the "
+            "decoder ignores z."
+        )
+
+    uncond = result.get("unconditional", {})
+    if uncond:
+        st.subheader("Unconditional samples vs the data")
+        table = pd.DataFrame(
+            [
+                {
+                    "property": SHORT.get(p, p),
+                    "generated mean ± SD": f"{uncond[f'{p}_mean']:.2f} ± {uncond[f'{p}_std']:.2f}",
+                    "training data mean ± SD": (
+                        f"{uncond[f'data_{p}_mean']:.2f} ± {uncond[f'data_{p}_std']:.2f}"
+                    ),
+                }
+                for p in bundle.properties
+                if f"{p}_mean" in uncond
+            ]
+        )
+        st.dataframe(table, hide_index=True)
+        st.caption(
+            f"{uncond.get('n', '?')} molecules with no condition; validity "
+            f"{fmt(uncond.get('validity'), True)}."
+        )
+
+
+def interpolation_view() -> None:
+    st.subheader("A walk through the latent space")
+    st.write(
+        "Both molecules are encoded (z = mu, with their own properties); the decoder then "
+        "writes the most probable molecule at evenly spaced points on the line between them."
+    )
+    choices = interpolation_choices(data, str(bundle.path))
+    c_a, c_b, c_n = st.columns([2, 2, 1])
+    a = c_a.selectbox("From", choices, index=0, key="eval_from")
+    b = c_b.selectbox("To", choices, index=min(1, len(choices) - 1), key="eval_to")
+    steps = c_n.slider("Points", 3, 9, 7, key="eval_steps")
+    try:
+        path = interpolate(bundle, a, b, steps)
+    except InspectError as exc:
+        st.error(str(exc))
+        return
+    cols = st.columns(steps)
+    for i, (col, selfies) in enumerate(zip(cols, path, strict=True)):
+        smiles = selfies_to_smiles(selfies)
+        props = describe_smiles(smiles, ["logp", "tpsa"]) if smiles else None
+        label = "A" if i == 0 else ("B" if i == steps - 1 else f"{i / (steps - 1):.2f}")
+        col.image(mol_to_png(smiles or None, size=(220, 180)))
+        col.caption(
+            f"**{label}** · "
+            + (f"LogP {props['logp']:.1f} · TPSA {props['tpsa']:.0f}" if props else "invalid")
+        )
+    st.caption(
+        "A and B are the model's own reconstructions of the two molecules; when they differ "
+        "from the originals, the latent code does not pin the molecule down."
+    )
+
+
+st.title("Evaluate")
+st.write(
+    "How well the selected checkpoint does on the reference grid: LogP ∈ {1, 2, 3} alone, "
+    "TPSA ∈ {40, 60, 80, 100} Å² alone, and every pair of them, each scored with RDKit."
+)
+result = load_result(result_file)
+with st.expander("Recompute the evaluation", expanded=result is None):
+    if result is None:
+        st.info(
+            f"No {RESULT} for this checkpoint yet. Compute it here with a small number of "
+            "molecules per target, or in a terminal with "
+            f"`python -m core.evaluate --checkpoint {bundle.path}` (1,000 per target)."
+        )
+    c_n, c_go = st.columns([2, 1], vertical_alignment="bottom")
+    n = c_n.number_input("Molecules per target", 2, 1000, value=100, step=50, key="eval_n")
+    if c_go.button("Compute and save", key="eval_go", type="primary", width="stretch"):
+        recompute(int(n))
+        result = load_result(result_file)
+if result is not None:
+    show_result(result)
+interpolation_view()
