@@ -78,21 +78,36 @@ DATA_KEY = str(len(data))  # cache key for the helpers above (one dataset per ap
 
 
 def init_settings() -> None:
-    """Fill the widgets' state once per session, from the URL where it says something."""
-    if "gen_seed" in st.session_state:
-        return
+    """Fill each missing widget state once per session, from the URL where it says something."""
+    state = st.session_state
     for p in props:
+        if f"gen_{p}_num" in state:
+            continue
         raw = st.query_params.get(p)
         default = snap(p, bundle.scales[p].mean)
         free = raw == "free"
         value = default if raw is None or free else url_float(p, default, *wide_range(p))
-        value = round(value, 2)
-        st.session_state[f"gen_use_{p}"] = not free
-        st.session_state[f"gen_{p}_num"] = float(value)
-        st.session_state[f"gen_{p}_slider"] = snap(p, value)
-    st.session_state.gen_temperature = url_float("temperature", 1.0, 0.0, 2.0)
-    st.session_state.gen_top_k = url_int("top_k", 0, 0, len(tokenizer))
-    st.session_state.gen_seed = url_int("seed", 0, 0, MAX_SEED)
+        state[f"gen_use_{p}"] = not free
+        state[f"gen_{p}_num"] = round(value, 2)
+        state[f"gen_{p}_slider"] = snap(p, value)
+    if "gen_temperature" not in state:
+        state.gen_temperature = url_float("temperature", 1.0, 0.0, 2.0)
+    if "gen_top_k" not in state:
+        state.gen_top_k = url_int("top_k", 0, 0, len(tokenizer))
+    if "gen_seed" not in state:
+        state.gen_seed = url_int("seed", 0, 0, MAX_SEED)
+
+
+def fit_to_checkpoint() -> None:
+    """Bring values kept from another checkpoint into this one's ranges (widgets refuse
+    values outside their bounds)."""
+    for p in props:
+        lo, hi = wide_range(p)
+        number = st.session_state[f"gen_{p}_num"]
+        if not lo <= number <= hi:
+            st.session_state[f"gen_{p}_num"] = round(min(max(number, lo), hi), 2)
+        st.session_state[f"gen_{p}_slider"] = snap(p, st.session_state[f"gen_{p}_slider"])
+    st.session_state.gen_top_k = min(st.session_state.gen_top_k, len(tokenizer))
 
 
 def slider_moved(p: str) -> None:
@@ -240,6 +255,7 @@ st.write(
     "string is a valid molecule, so the partial molecule can be drawn and scored as it grows."
 )
 init_settings()
+fit_to_checkpoint()
 controls, view = st.columns([1, 2], gap="large")
 targets: dict[str, float | None] = {}
 with controls:

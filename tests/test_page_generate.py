@@ -133,3 +133,14 @@ def test_batch_scores_and_offers_a_csv(app):
     assert "Valid" in labels and "Both within" in labels
     assert any(fig["layout"].get("yaxis", {}).get("title", {}).get("text") for fig in figures(app))
     assert app.get("download_button")
+
+
+def test_values_from_another_checkpoint_are_brought_into_range(app):
+    app.session_state["gen_logp_slider"] = 99.0  # e.g. kept from a model with other scales
+    app.session_state["gen_logp_num"] = 99.0
+    app.session_state["gen_top_k"] = 10_000
+    app.run()
+    assert not app.exception
+    assert app.slider(key="gen_logp_slider").value == app.slider(key="gen_logp_slider").max
+    assert app.number_input(key="gen_top_k").value <= app.number_input(key="gen_top_k").max
+    assert any("outside the range" in w.value for w in app.warning)
