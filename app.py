@@ -66,10 +66,11 @@ def _stamp(folder: Path) -> tuple[float, float]:
 
 
 def _duration(seconds: float | None) -> str:
+    """`` · 12 min`` or `` · 3.5 h``; empty when unknown."""
     if not seconds:
-        return "—"
+        return ""
     minutes = seconds / 60
-    return f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+    return f" · {minutes:.0f} min" if minutes < 120 else f" · {minutes / 60:.1f} h"
 
 
 def show_model_card(name: str) -> None:
@@ -91,7 +92,7 @@ def show_model_card(name: str) -> None:
     size = f"{parameters / 1e6:.2f} M parameters" if parameters else "size unknown"
     lines = [
         f"**{size}** · decoder {card['layers']} × {card['width']} · latent {card['latent']}",
-        f"Trained {card['step'] or 0:,} steps · {_duration(card['seconds'])}"
+        f"Trained {card['step'] or 0:,} steps{_duration(card['seconds'])}"
         + (f" · {card['tokens'] / 1e6:.1f} M tokens" if card["tokens"] else ""),
     ]
     if card["n_train"]:
@@ -136,7 +137,8 @@ def checkpoint_picker() -> None:
         show_model_card(name)
 
 
-st.set_page_config(page_title="MolScope", page_icon=":material/biotech:", layout="wide")
+# an emoji favicon is drawn locally; a :material/...: one is fetched from fonts.gstatic.com
+st.set_page_config(page_title="MolScope", page_icon="🧪", layout="wide")
 navigation = st.navigation(
     [
         st.Page(path, title=title, icon=icon, default=(path == PAGES[0][0]))

@@ -99,7 +99,9 @@ def streamlit_server(env: dict[str, str] | None = None, timeout: float = 60.0) -
         "--server.fileWatcherType",
         "none",
     ]
-    log = open(ROOT / "tests" / "artifacts" / f"streamlit-{port}.log", "wb")  # noqa: SIM115
+    artifacts = ROOT / "tests" / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    log = open(artifacts / f"streamlit-{port}.log", "wb")  # noqa: SIM115
     server = subprocess.Popen(
         argv, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
     )
@@ -175,7 +177,6 @@ def screenshots(out: Path, width: int = 1200) -> None:
     from playwright.sync_api import sync_playwright
 
     out.mkdir(parents=True, exist_ok=True)
-    (ROOT / "tests" / "artifacts").mkdir(exist_ok=True)
     with streamlit_server() as url, sync_playwright() as p:
         browser = launch(p)
         page = browser.new_page(viewport={"width": width, "height": 900})

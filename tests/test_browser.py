@@ -1,0 +1,136 @@
+"""The running app in headless Chromium: every page draws without an exception, offline;
+a Dataset slider changes the counts; the Generate page's Step button writes a symbol.
+
+Skipped with a reason where /usr/bin/chromium is missing, except under CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+from browser_util import (
+    CHROMIUM,
+    PAGES,
+    ROOT,
+    launch,
+    open_page,
+    streamlit_server,
+    wait_idle,
+)
+
+pytestmark = pytest.mark.browser
+ARTIFACTS = ROOT / "tests" / "artifacts"
+EXCEPTION = '[data-testid="stException"]'
+PICKER = '[data-testid="stSidebar"] [data-testid="stSelectbox"]'
+
+
+def existing_pages() -> dict[str, str]:
+    """URL path -> title of the pages whose file exists."""
+    return {
+        path: title
+        for path, title in PAGES.items()
+        if (ROOT / "pages" / f"{path or 'home'}.py").is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    if not CHROMIUM.is_file():
+        reason = f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    sync_api = pytest.importorskip("playwright.sync_api")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = launch(playwright)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def server_env(tiny_checkpoints, tmp_path_factory) -> dict[str, str]:
+    return {
+        "MOLSCOPE_CHECKPOINTS": str(tiny_checkpoints),
+        "MOLSCOPE_RUNS": str(tmp_path_factory.mktemp("runs")),
+    }
+
+
+@pytest.fixture(scope="module")
+def url(chromium, server_env):
+    with streamlit_server(server_env) as base:
+        yield base
+
+
+@pytest.fixture
+def page(chromium, url):
+    """A fresh browser tab that records every request leaving the local server."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    tab.outside = []
+    tab.on("request", lambda r: None if r.url.startswith(url) else tab.outside.append(r.url))
+    yield tab
+    context.close()
+
+
+def test_every_page_draws_offline_without_exceptions(page, url):
+    open_page(page, url, "")  # the entry page first, as `make run` users do
+    for path, title in existing_pages().items():
+        open_page(page, url, path, "?checkpoint=default")
+        name = path or "home"
+        page.screenshot(path=str(ARTIFACTS / f"browser_{name}.png"))
+        assert page.locator(EXCEPTION).count() == 0, f"exception on {name}"
+        assert page.locator(PICKER).count() == 1, f"no checkpoint picker on {name}"
+        if path in ("", "dataset", "training"):
+            assert page.locator("h1").first.inner_text() == (title if path else "MolScope")
+    assert page.outside == [], "requests left the machine"
+
+
+def test_menu_keeps_the_checkpoint_in_the_url(page, url):
+    open_page(page, url, "")
+    page.locator('[data-testid="stSidebarNav"] a', has_text="Dataset").click()
+    wait_idle(page)
+    assert "/dataset" in page.url and "checkpoint=default" in page.url
+    assert page.locator(PICKER).count() == 1
+
+
+def test_dataset_slider_filters(page, url):
+    open_page(page, url, "dataset")
+
+    def matching() -> int:
+        text = page.get_by_text(re.compile(r"of [\d,]+ molecules match")).inner_text()
+        return int(text.split()[0].replace(",", ""))
+
+    before = matching()
+    low_end = page.locator('[data-testid="stSlider"]').first.get_by_role("slider").first
+    low_end.focus()
+    for _ in range(3):  # raise the lower LogP bound a few big steps
+        low_end.press("PageUp")
+    page.wait_for_timeout(1000)
+    wait_idle(page)
+    after = matching()
+    page.screenshot(path=str(ARTIFACTS / "browser_dataset_filtered.png"))
+    assert 0 < after < before
+    assert page.locator(EXCEPTION).count() == 0
+
+
+@pytest.mark.skipif(
+    not (ROOT / "pages" / "generate.py").is_file(), reason="pages/generate.py not there yet"
+)
+def test_generate_step_writes_a_symbol(page, url):
+    open_page(page, url, "generate")
+    codes = page.locator('[data-testid="stCode"]')
+    before = codes.all_inner_texts()
+    page.get_by_role("button", name=re.compile(r"^\W*Step$")).first.click()
+    wait_idle(page)
+    page.wait_for_function(
+        "before => [...document.querySelectorAll('[data-testid=\"stCode\"]')]"
+        ".map(e => e.innerText).join('|') !== before.join('|')",
+        arg=before,
+        timeout=20_000,
+    )
+    page.screenshot(path=str(ARTIFACTS / "browser_generate_step.png"))
+    assert codes.all_inner_texts() != before
+    assert page.locator(EXCEPTION).count() == 0
