@@ -2,6 +2,7 @@
 that continues like an uninterrupted run, Play / Reset, URL state, batch mode."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -135,12 +136,25 @@ def test_batch_scores_and_offers_a_csv(app):
     assert app.get("download_button")
 
 
-def test_values_from_another_checkpoint_are_brought_into_range(app):
-    app.session_state["gen_logp_slider"] = 99.0  # e.g. kept from a model with other scales
-    app.session_state["gen_logp_num"] = 99.0
-    app.session_state["gen_top_k"] = 10_000
-    app.run()
-    assert not app.exception
-    assert app.slider(key="gen_logp_slider").value == app.slider(key="gen_logp_slider").max
-    assert app.number_input(key="gen_top_k").value <= app.number_input(key="gen_top_k").max
-    assert any("outside the range" in w.value for w in app.warning)
+def test_switching_to_a_checkpoint_with_other_ranges_keeps_the_page_working(
+    tiny_checkpoints, tmp_path, monkeypatch
+):
+    root = tmp_path / "checkpoints"
+    shutil.copytree(tiny_checkpoints, root)
+    shutil.copytree(root / "default", root / "shifted")
+    config = json.loads((root / "shifted" / "config.json").read_text())
+    config["properties"]["logp"] = {"mean": 7.5, "std": 1.0, "lo": 5.0, "hi": 10.0}
+    (root / "shifted" / "config.json").write_text(json.dumps(config))
+    monkeypatch.setenv("MOLSCOPE_CHECKPOINTS", str(root))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    at.number_input(key="gen_logp_num").set_value(0.5).run()
+    at.session_state["checkpoint"] = "shifted"  # what the sidebar picker sets
+    at.run()
+    assert not at.exception
+    slider = at.slider(key="gen_logp_slider")
+    assert (slider.min, slider.max) == (5.0, 10.0) and slider.value == 5.0
+    assert at.number_input(key="gen_logp_num").value == 2.5  # the new lower bound
+    assert any("outside the range" in w.value for w in at.warning)
