@@ -63,10 +63,11 @@ class Plan:
     """How much of each measurement to take."""
 
     warmup: int  # training rounds dropped (compilation, allocator warm-up)
-    decode_warmup: int  # decoding and generation rounds dropped
     steps: int  # training rounds timed (the median is reported)
+    decode_warmup: int  # batch-1 decoding rounds dropped
     decode_length: int  # tokens per batch-1 decoding run
     decode_repeats: int  # batch-1 runs timed per variant
+    gen_warmup: int  # generation rounds dropped (nothing compiles there: 0 saves a minute)
     gen_molecules: int  # molecules in the generation batch
     gen_repeats: int  # generation batches timed per framework
     rss_steps: int  # training steps of the peak-memory subprocess
@@ -78,14 +79,16 @@ class Plan:
 
 
 FULL = Plan(
-    warmup=3, decode_warmup=1, steps=7, decode_length=40, decode_repeats=7, gen_molecules=1000,
-    gen_repeats=2, rss_steps=20, reference_steps=3, one_thread_steps=5, child_timeout=300,
-    settle=0.15, sgemm_n=1024,
+    warmup=3, steps=7, decode_warmup=1, decode_length=40, decode_repeats=7,
+    gen_warmup=0, gen_molecules=1000, gen_repeats=2,
+    rss_steps=20, reference_steps=3, one_thread_steps=5,
+    child_timeout=300, settle=0.15, sgemm_n=1024,
 )  # fmt: skip
 QUICK = Plan(
-    warmup=1, decode_warmup=0, steps=2, decode_length=8, decode_repeats=2, gen_molecules=16,
-    gen_repeats=1, rss_steps=2, reference_steps=2, one_thread_steps=2, child_timeout=60,
-    settle=0.0, sgemm_n=256,
+    warmup=1, steps=2, decode_warmup=0, decode_length=8, decode_repeats=2,
+    gen_warmup=0, gen_molecules=16, gen_repeats=1,
+    rss_steps=2, reference_steps=2, one_thread_steps=2,
+    child_timeout=60, settle=0.0, sgemm_n=256,
 )  # fmt: skip
 
 
@@ -218,12 +221,12 @@ def measure_decoding(work: Workload, plan: Plan) -> dict:
             steps["torch"].append(torch_tokens(n, seed=next(seeds)).shape[1])
 
     batches = alternate(
-        {"mlx": mlx_batch, "torch": torch_batch}, plan.decode_warmup, plan.gen_repeats, plan.settle
+        {"mlx": mlx_batch, "torch": torch_batch}, plan.gen_warmup, plan.gen_repeats, plan.settle
     )
     return {
         "ms_per_token": ms,
         "molecules_per_s": {name: n / statistics.median(t) for name, t in batches.items()},
-        "gen_steps": {name: s[plan.decode_warmup :] for name, s in steps.items()},
+        "gen_steps": {name: s[plan.gen_warmup :] for name, s in steps.items()},
     }
 
 
