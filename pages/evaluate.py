@@ -81,7 +81,7 @@ def headline_table(result: dict) -> pd.DataFrame:
                 "Metric": label,
                 "Achieved": fmt(value, percent),
                 "Goal": ("≥ " if higher else "≤ ") + fmt(goal, percent),
-                "Met": "✅" if met else ("–" if met is None else "❌"),
+                "Met": met,
                 "With shuffled targets": fmt(shuffled, percent) if shuffled is not None else "",
             }
         )
@@ -91,22 +91,20 @@ def headline_table(result: dict) -> pd.DataFrame:
 def single_target_figure(rows: list[dict], p: str) -> go.Figure:
     """MAD ± SD and hit rate for each target of one property alone."""
     mine = [r for r in rows if set(r["targets"]) == {p}]
-    x = [f"{r['targets'][p]:g}" for r in mine]
+    x = [f"{r['targets'][p]:g}<br>hit {r.get(f'hit_{p}', 0):.0%}" for r in mine]
     fig = go.Figure(
         go.Bar(
             x=x,
             y=[r.get(f"mad_{p}") for r in mine],
             error_y=dict(type="data", array=[r.get(f"sd_{p}") for r in mine]),
             marker_color=REAL,
-            text=[f"hit {r.get(f'hit_{p}', 0):.0%}" for r in mine],
-            textposition="inside",
             hovertemplate="target %{x}: MAD %{y:.2f}<extra></extra>",
         )
     )
     hit = core.evaluate.HIT[p]
     fig.update_layout(
         title=dict(text=f"{SHORT[p]} targets alone: mean |target − achieved|", font_size=14),
-        xaxis_title=f"target {SHORT[p]}",
+        xaxis_title=f"target {SHORT[p]} (and hit rate)",
         yaxis_title=f"MAD ± SD{' (Å²)' if p == 'tpsa' else ''}",
         shapes=[
             dict(
@@ -157,37 +155,32 @@ def joint_figure(rows: list[dict]) -> go.Figure | None:
     return fig
 
 
-def shuffled_figure(result: dict) -> go.Figure:
-    """Real vs shuffled targets: if the condition is used, the real deviations are smaller."""
-    names = [("logp_mad", "LogP MAD"), ("tpsa_mad", "TPSA MAD (Å²)"), ("joint_hit", "Joint hit")]
-    real = [result["summary"].get(k) for k, _ in names]
-    shuffled = [result["shuffled"].get(k) for k, _ in names]
-    labels = [label for _, label in names]
+SHUFFLE_METRICS = [
+    ("logp_mad", "LogP MAD", "lower is better"),
+    ("tpsa_mad", "TPSA MAD (Å²)", "lower is better"),
+    ("joint_hit", "Joint hit rate", "higher is better"),
+]
+
+
+def shuffled_figure(result: dict, key: str, label: str, note: str) -> go.Figure:
+    """One metric against the molecules' own targets and against shuffled ones."""
+    values = [result["summary"].get(key), result["shuffled"].get(key)]
+    percent = key == "joint_hit"
     fig = go.Figure(
-        [
-            go.Bar(
-                name="own targets",
-                x=labels,
-                y=real,
-                marker_color=REAL,
-                texttemplate="%{y:.2f}",
-                textposition="outside",
-            ),
-            go.Bar(
-                name="shuffled targets",
-                x=labels,
-                y=shuffled,
-                marker_color=SHUFFLED,
-                texttemplate="%{y:.2f}",
-                textposition="outside",
-            ),
-        ]
+        go.Bar(
+            x=["own targets", "shuffled"],
+            y=values,
+            marker_color=[REAL, SHUFFLED],
+            text=[fmt(v, percent) for v in values],
+            textposition="outside",
+            cliponaxis=False,
+        )
     )
     fig.update_layout(
-        barmode="group",
-        height=300,
-        margin=dict(l=0, r=0, t=10, b=0),
-        legend=dict(orientation="h", y=1.1),
+        title=dict(text=f"{label} <span style='font-size:11px'>({note})</span>", font_size=13),
+        height=240,
+        margin=dict(l=0, r=0, t=40, b=0),
+        yaxis=dict(tickformat=".0%" if percent else None, rangemode="tozero"),
     )
     return fig
 
@@ -234,7 +227,11 @@ def show_result(result: dict) -> None:
         f"{result.get('temperature', '?')}, computed in {result.get('seconds', '?')} s."
     )
     st.subheader("Headline")
-    st.dataframe(headline_table(result), hide_index=True)
+    st.dataframe(
+        headline_table(result),
+        hide_index=True,
+        column_config={"Met": st.column_config.CheckboxColumn("Goal met")},
+    )
 
     st.subheader("Target vs achieved")
     rows = result.get("targets", [])
@@ -256,7 +253,12 @@ def show_result(result: dict) -> None:
             "uses its condition lands much closer to its own target than to a shuffled one; "
             "equal bars mean the condition is ignored."
         )
-        st.plotly_chart(shuffled_figure(result), key="eval_shuffled")
+        for col, (key, label, note) in zip(st.columns(3), SHUFFLE_METRICS, strict=True):
+            col.plotly_chart(
+                shuffled_figure(result, key, label, note),
+                key=f"eval_shuffled_{key}",
+                config={"displayModeBar": False},
+            )
         real, fake = result["summary"].get("logp_mad"), result["shuffled"].get("logp_mad")
         if real and fake and not math.isnan(real) and real > 0.8 * fake:
             st.warning("LogP: own targets are hardly closer than shuffled ones.")
@@ -334,12 +336,13 @@ def interpolation_view() -> None:
     except InspectError as exc:
         st.error(str(exc))
         return
-    cols = st.columns(steps)
+    per_row = math.ceil(steps / math.ceil(steps / 5))  # at most 5 a row, rows evenly filled
+    cols = [c for start in range(0, steps, per_row) for c in st.columns(per_row)][:steps]
     for i, (col, selfies) in enumerate(zip(cols, path, strict=True)):
         smiles = selfies_to_smiles(selfies)
         props = describe_smiles(smiles, ["logp", "tpsa"]) if smiles else None
         label = "A" if i == 0 else ("B" if i == steps - 1 else f"{i / (steps - 1):.2f}")
-        col.image(mol_to_png(smiles or None, size=(220, 180)))
+        col.image(mol_to_png(smiles or None, size=(260, 200)))
         col.caption(
             f"**{label}** · "
             + (f"LogP {props['logp']:.1f} · TPSA {props['tpsa']:.0f}" if props else "invalid")
