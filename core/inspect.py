@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import mlx.core as mx
 import numpy as np
 import selfies as sf
+from rdkit import Chem
 
 from core.checkpoint import Bundle
 from core.chem import describe, mol_from_smiles, smiles_to_selfies
@@ -267,18 +268,40 @@ def partial_properties(selfies_prefix: str) -> dict | None:
     }
 
 
+def readable_selfies(bundle: Bundle, smiles: str) -> tuple[str, bool]:
+    """SELFIES of ``smiles`` that the model can read, and whether stereochemistry was dropped
+    to get there (the training data may have none). InspectError when it cannot be read.
+
+    >>> readable_selfies(bundle, "C[C@H](N)O")  # doctest: +SKIP
+    ('[C][C][Branch1][C][N][O]', True)
+    """
+    mol = mol_from_smiles(smiles)
+    selfies = smiles_to_selfies(smiles)
+    if mol is None or selfies is None:
+        raise InspectError(f"not a valid SMILES: {smiles[:60]!r}")
+    try:
+        molecule_ids(bundle, selfies)
+        return selfies, False
+    except InspectError as exc:
+        flat = smiles_to_selfies(Chem.MolToSmiles(mol, isomericSmiles=False))
+        if flat is None or flat == selfies:
+            raise
+        try:
+            molecule_ids(bundle, flat)
+        except InspectError:
+            raise exc from None
+        return flat, True
+
+
 def encode_smiles(bundle: Bundle, smiles: str) -> np.ndarray:
     """The encoder's ``mu`` (latent_dim,) for a SMILES, conditioned on its own properties.
 
     >>> encode_smiles(bundle, "CCO").shape  # doctest: +SKIP
     (16,)
     """
-    selfies = smiles_to_selfies(smiles)
-    mol = mol_from_smiles(smiles)
-    if selfies is None or mol is None:
-        raise InspectError(f"not a valid SMILES: {smiles[:60]!r}")
+    selfies, _ = readable_selfies(bundle, smiles)
     ids = mx.array([molecule_ids(bundle, selfies)], dtype=mx.int32)
-    own = describe(mol, bundle.properties)
+    own = describe(mol_from_smiles(smiles), bundle.properties)
     props, present = condition_arrays(bundle, own, 1)
     mu, _, _ = _encode(bundle, ids, props, present, weights=False)
     mx.eval(mu)

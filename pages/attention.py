@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from core.chem import DESCRIPTOR_LABELS, describe_smiles, mol_to_png, smiles_to_selfies
+from core.chem import DESCRIPTOR_LABELS, describe_smiles, mol_to_png
 from core.generate import GenerationError
 from core.inspect import (
     InspectError,
@@ -16,6 +16,7 @@ from core.inspect import (
     condition_share,
     leak_check,
     molecule_ids,
+    readable_selfies,
     uniform_share,
 )
 from pages.common import require_bundle, require_dataset
@@ -101,10 +102,11 @@ def detail_figure(weights, causal, labels, n_special, title: str, zmax: float) -
         showgrid=False,
     )
     edge = n_special - 0.5
+    cell = max(10, min(18, 900 // len(labels)))  # px: square cells that fit the page
     fig.update_layout(
         title=dict(text=title, font_size=14),
-        width=18 * len(labels) + 260,
-        height=18 * len(labels) + 170,
+        width=cell * len(labels) + 260,
+        height=cell * len(labels) + 170,
         margin=dict(l=0, r=0, t=40, b=0),
         xaxis=ticks
         | dict(title="attends to (key)", tickangle=-90, scaleanchor="y", constrain="domain"),
@@ -239,8 +241,7 @@ typed = c_type.text_input(
 ).strip()
 
 smiles = typed or choices[picked]["smiles"]
-selfies = smiles_to_selfies(smiles)
-own = describe_smiles(smiles, props) if selfies else None
+own = describe_smiles(smiles, props)
 if own is None:
     st.error(f"Not a valid SMILES: {smiles[:80]}")
     st.stop()
@@ -268,10 +269,15 @@ with c_targets:
         targets[p] = float(value) if use else None
 
 try:
+    selfies, flattened = readable_selfies(bundle, smiles)
     maps = attention_maps(bundle, selfies, targets)
 except (InspectError, GenerationError) as exc:
     st.error(f"The model cannot read this molecule: {exc}")
     st.stop()
+if flattened:
+    st.info(
+        "Stereochemistry removed: the model has no stereo symbols (its training data has none)."
+    )
 
 n_special = maps.n_prefix + 1  # conditions, z and [BOS]
 tab_dec, tab_enc, tab_share, tab_leak = st.tabs(

@@ -17,6 +17,7 @@ from core.inspect import (
     interpolate,
     leak_check,
     partial_properties,
+    readable_selfies,
     uniform_share,
 )
 
@@ -139,6 +140,15 @@ def test_interpolation_starts_and_ends_at_the_reconstructions(bundle):
     steps = generate_step(bundle, TARGETS, n=2, z=z, sampler=make_sampler(0.0), report_top=1)
     ids = np.stack([s.tokens for s in steps], axis=1)
     assert [bundle.tokenizer.decode(r) for r in ids] == [out[0], out[-1]]
+
+
+def test_readable_selfies_drops_stereo_only_when_the_vocabulary_needs_it(bundle):
+    assert readable_selfies(bundle, "OCC") == ("[C][C][O]", False)
+    assert readable_selfies(bundle, "C/C=C/Cl") == ("[C][C][=C][Cl]", True)  # E/Z dropped
+    with pytest.raises(InspectError, match="vocabulary"):
+        readable_selfies(bundle, "CC[Se]C")
+    with pytest.raises(InspectError, match="SMILES"):
+        readable_selfies(bundle, "C1CC")
 
 
 def test_interpolation_rejects_bad_input(bundle):

@@ -89,6 +89,13 @@ def test_bad_smiles_give_one_error_and_no_exception(app, smiles, message):
     assert not app.get("plotly_chart")
 
 
+def test_stereo_smiles_is_read_without_its_stereochemistry(app):
+    app.text_input(key="att_smiles").set_value("C/C=C/c1ccccc1").run()
+    assert not app.exception and not app.error
+    assert any("Stereochemistry removed" in i.value for i in app.info)
+    assert app.get("plotly_chart")
+
+
 def test_unconditioned_property_is_labelled_free(app):
     app.toggle(key="att_use_logp").set_value(False).run()
     assert not app.exception
