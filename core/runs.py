@@ -311,11 +311,17 @@ def stop(name: str, *, runs_root: Path | None = None) -> bool:
 
 
 def list_runs(runs_root: Path | None = None) -> list[str]:
-    """Names of the runs that have a folder under ``runs_root``, sorted."""
+    """Names of the runs started here (a folder under ``runs_root`` with a log or pid), sorted."""
     root = Path(runs_root or default_runs_root())
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and NAME_PATTERN.fullmatch(p.name))
+    return sorted(
+        p.name
+        for p in root.iterdir()
+        if p.is_dir()
+        and NAME_PATTERN.fullmatch(p.name)
+        and ((p / LOG).is_file() or (p / PID).is_file())
+    )
 
 
 def has_metrics(folder: Path) -> bool:

@@ -99,8 +99,11 @@ def test_failed_run_reports_the_error(roots):
     assert done.message.startswith("error:")
 
 
-def test_list_runs(roots):
-    (roots["runs_root"] / "a").mkdir(parents=True)
-    (roots["runs_root"] / "b").mkdir()
+def test_list_runs_only_lists_runs_started_here(roots):
+    for name in ("a", "b", "other"):
+        (roots["runs_root"] / name).mkdir(parents=True)
+    (roots["runs_root"] / "a" / "train.log").write_text("")
+    (roots["runs_root"] / "b" / "pid").write_text("1")
+    (roots["runs_root"] / "other" / "config.json").write_text("{}")  # someone's checkpoint
     (roots["runs_root"] / "loose.log").write_text("")
     assert runs.list_runs(roots["runs_root"]) == ["a", "b"]
