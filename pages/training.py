@@ -305,19 +305,16 @@ running = [n for n, s in statuses.items() if s.running]
 if known:
     if st.session_state.get("watch") not in known:
         st.session_state.watch = running[0] if running else known[-1]
-    watched = st.selectbox(
-        "Watch run",
-        known,
-        key="watch",
-        format_func=lambda n: f"{n} ({statuses[n].state})",
-    )
+    # plain names: each run's state is shown below and changes while the page is open
+    watched = st.selectbox("Watch run", known, key="watch")
 
     @st.fragment(run_every=2 if running else None)
     def live_status(name: str) -> None:
         """Progress, latest numbers and log tail of one run, refreshed every 2 s."""
         status = runs.status(name, runs_root=runs_root, checkpoints_root=root)
-        was_running = st.session_state.get("watch_running", {}).get(name, False)
-        st.session_state.setdefault("watch_running", {})[name] = status.running
+        seen = dict(st.session_state.get("watch_running", {}))
+        was_running, seen[name] = seen.get(name, False), status.running
+        st.session_state.watch_running = seen
         if was_running and not status.running:
             st.rerun(scope="app")  # the run ended: redraw curves, stop polling
         head, stop_col = st.columns([5, 1], vertical_alignment="center")
@@ -345,7 +342,7 @@ if known:
             cols[3].metric("Checkpoint at step", f"{status.checkpoint_step or 0:,}")
         if status.message:
             (st.error if status.state == "failed" else st.caption)(status.message)
-        st.code("\n".join(status.log_tail) or "(no output yet)", language=None)
+        st.code("\n".join(status.log_tail) or "(no output yet)", language=None, wrap_lines=True)
 
     live_status(watched)
 else:
