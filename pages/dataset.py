@@ -197,7 +197,7 @@ def molecule_grid(rows: pd.DataFrame, key: str, pager=None) -> None:
                 drawing(s, tuple(a)) for s, a in zip(shown["smiles"], atoms, strict=True)
             ],
             **{SHORT[n]: shown[n].to_numpy() for n in DESCRIPTORS},
-            **({"split": shown["split"].to_numpy()} if "split" in shown else {}),
+            **({"Split": shown["split"].to_numpy()} if "split" in shown else {}),
             "smiles": shown["smiles"].to_numpy(),
         }
     )
@@ -290,7 +290,7 @@ with tab_density:
 
 with tab_grid:
     smarts_col, order_col, dir_col, page_col = st.columns(
-        [5, 2, 1.2, 1.5], vertical_alignment="bottom"
+        [4, 2, 1.6, 1.3], vertical_alignment="bottom"
     )
     smarts = smarts_col.text_input(
         "Substructure (SMARTS)",
@@ -306,7 +306,7 @@ with tab_grid:
         key="order",
         format_func=lambda n: DESCRIPTOR_LABELS.get(n, n),
     )
-    descending = dir_col.toggle("Largest first", key="descending")
+    descending = dir_col.toggle("Descending", key="descending")
     rows = filtered
     if smarts.strip():
         try:
