@@ -99,9 +99,10 @@ def show_evaluation(name: str, folder: Path) -> None:
             f"or run `python -m core.evaluate --checkpoint checkpoints/{name}`."
         )
         return
+    st.markdown("**Generation** (reference grid of targets, from evaluation.json)")
     overall, summary = report.get("overall", {}), report.get("summary", {})
     shuffled = report.get("shuffled", {})
-    cols = st.columns(6)
+    cols = st.columns(3) + st.columns(3)
     cols[0].metric(
         "Validity",
         _num(overall.get("validity"), ".1%"),
@@ -174,28 +175,25 @@ def show_training(folder: Path) -> None:
         st.caption("The training log of this checkpoint is empty.")
         return
     last, last_val = train[-1], (val[-1] if val else {})
+    st.markdown("**Training**")
     cols = st.columns(4)
     step = checkpoint_step(folder) or last.get("step", 0)
     cols[0].metric(
         "Steps",
         f"{step:,}",
         border=True,
-        height="stretch",
         help=f"{last.get('tokens', 0) / 1e6:.1f} M SELFIES tokens seen",
     )
     cols[1].metric(
         "Training loss",
         _num(last.get("loss"), ".3f"),
         border=True,
-        height="stretch",
-        chart_data=[r["loss"] for r in train if isinstance(r.get("loss"), int | float)],
         help="Reconstruction + β·KL + property-head error, per token (lower is better).",
     )
     cols[2].metric(
-        "Validation token accuracy",
+        "Val. token accuracy",
         _num(last_val.get("val_token_acc"), ".1%"),
         border=True,
-        height="stretch",
         help="Next-symbol accuracy on held-out molecules, teacher-forced.",
     )
     units = last_val.get("val_active_units")
@@ -203,7 +201,6 @@ def show_training(folder: Path) -> None:
         "Active latent units",
         "—" if units is None else f"{units}",
         border=True,
-        height="stretch",
         help="Latent dimensions whose mean varies across molecules; 0 = posterior collapse.",
     )
 

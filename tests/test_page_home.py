@@ -57,7 +57,7 @@ def test_without_evaluation_it_says_how_to_get_one(use_tiny_checkpoints):
     assert "Evaluate" in info and "python -m core.evaluate --checkpoint checkpoints/default" in info
     shown = metrics(at)
     assert shown["Training loss"] == "2.000"  # last train row of the fixture's metrics.jsonl
-    assert shown["Validation token accuracy"] == "40.0%"
+    assert shown["Val. token accuracy"] == "40.0%"
     assert shown["Active latent units"] == "2"
 
 
