@@ -158,44 +158,32 @@ def open_page(page, url: str, path: str, query: str = "") -> None:
     wait_charts(page)
 
 
-def full_page_screenshot(page, file: Path, max_height: int = 8000) -> None:
-    """Screenshot of the whole page: Streamlit scrolls inside its main block, so the
-    viewport is stretched to the content's height first."""
-    width = page.viewport_size["width"]
-    height = page.evaluate(
-        "document.querySelector('[data-testid=\"stMainBlockContainer\"]').scrollHeight"
-    )
-    page.set_viewport_size({"width": width, "height": min(int(height) + 120, max_height)})
-    page.wait_for_timeout(800)
-    wait_charts(page)
-    page.screenshot(path=str(file), full_page=True)
-    page.set_viewport_size({"width": width, "height": 900})
-
-
-def screenshots(out: Path, width: int = 1200) -> None:
-    """Full-page screenshots of Home, Dataset and Training with the real checkpoints."""
+def screenshots(out: Path, width: int = 1200, height: int = 800) -> list[Path]:
+    """Viewport screenshots of Home, Dataset and Training with the real checkpoints, as
+    256-colour PNGs (small enough for the README)."""
+    from PIL import Image
     from playwright.sync_api import sync_playwright
 
     out.mkdir(parents=True, exist_ok=True)
+    files = []
     with streamlit_server() as url, sync_playwright() as p:
         browser = launch(p)
-        page = browser.new_page(viewport={"width": width, "height": 900})
+        page = browser.new_page(viewport={"width": width, "height": height})
         for path, name in [("", "home"), ("dataset", "dataset"), ("training", "training")]:
             open_page(page, url, path)
-            full_page_screenshot(page, out / f"{name}.png")
-        open_page(page, url, "dataset")
-        for tab, name in [("LogP × TPSA", "dataset_density"), ("Molecules", "dataset_grid")]:
-            page.get_by_role("tab", name=tab, exact=True).click()
-            wait_idle(page)
-            wait_charts(page)
-            page.wait_for_timeout(1500)  # the grid's images load after the table
-            page.screenshot(path=str(out / f"{name}.png"))
+            file = out / f"{name}.png"
+            page.screenshot(path=str(file))
+            Image.open(file).convert("RGB").quantize(256).save(file, optimize=True)
+            files.append(file)
         browser.close()
+    return files
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="Screenshots of the dashboard pages.")
+    parser = argparse.ArgumentParser(description="Screenshots of Home, Dataset and Training.")
     parser.add_argument("--out", default="tests/artifacts", help="folder for the PNG files")
     parser.add_argument("--width", type=int, default=1200, help="browser width in pixels")
+    parser.add_argument("--height", type=int, default=800, help="browser height in pixels")
     opts = parser.parse_args()
-    screenshots(Path(opts.out), opts.width)
+    for file in screenshots(Path(opts.out), opts.width, opts.height):
+        print(file)
