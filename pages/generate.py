@@ -392,13 +392,18 @@ def final_summary(run: dict) -> None:
                 "target": "free" if target is None else f"{target:g}",
                 "achieved (RDKit)": round(last[p], 2),
                 "|Δ|": None if target is None else round(abs(last[p] - target), 2),
-                f"within ±{HIT['logp']:g} / ±{HIT['tpsa']:g}": hit,
+                "hit": hit,
             }
         )
     st.success(f"Finished after {len(run['symbols'])} symbols: `{smiles}`")
     left, right = st.columns([1, 2])
     left.image(mol_to_png(smiles, size=(320, 240)))
-    right.dataframe(pd.DataFrame(rows), hide_index=True)
+    window = " / ".join(f"±{HIT[p]:g}{UNITS[p]} {SHORT[p]}" for p in props)
+    right.dataframe(
+        pd.DataFrame(rows),
+        hide_index=True,
+        column_config={"hit": st.column_config.CheckboxColumn("Hit", help=f"Within {window}")},
+    )
     right.markdown(
         "**Novel**: not in the dataset." if novel else "**Not novel**: it is in the dataset."
     )

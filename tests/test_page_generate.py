@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.checkpoint import load_checkpoint
 from core.generate import generate
+from core.inspect import partial_properties
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "generate.py")
 
@@ -158,3 +159,26 @@ def test_switching_to_a_checkpoint_with_other_ranges_keeps_the_page_working(
     assert (slider.min, slider.max) == (5.0, 10.0) and slider.value == 5.0
     assert at.number_input(key="gen_logp_num").value == 2.5  # the new lower bound
     assert any("outside the range" in w.value for w in at.warning)
+
+
+def test_a_finished_molecule_is_scored_against_the_targets(app, use_tiny_checkpoints):
+    run = app.session_state.gen_run
+    tok = load_checkpoint(use_tiny_checkpoints / "default").tokenizer
+    symbols = ["[C]", "[C]", "[O]"]
+    ids = [tok.tokens.index(s) for s in symbols] + [tok.eos_id]
+    run |= {
+        "symbols": symbols,
+        "chosen": ids,
+        "top_ids": [[i] for i in ids],
+        "top_probs": [[1.0]] * len(ids),
+        "partial": [partial_properties("".join(symbols[: i + 1])) for i in range(3)],
+        "done": True,
+    }
+    app.session_state["gen_run"] = run
+    app.run()
+    assert not app.exception
+    assert any("Finished after 3 symbols" in s.value and "CCO" in s.value for s in app.success)
+    assert any(m.value.startswith("**Novel**") for m in app.markdown)  # ethanol is not in MOSES
+    table = app.dataframe[0].value
+    assert list(table.property) == ["LogP (Crippen)", "TPSA (Å²)"] and table.hit.dtype == bool
+    assert app.button(key="gen_step").disabled and app.button(key="gen_play").disabled
