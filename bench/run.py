@@ -60,36 +60,59 @@ class BenchError(RuntimeError):
 
 @dataclass(frozen=True)
 class Plan:
-    """How much of each measurement to take."""
+    """How much of each measurement to take. Past its share of the time budget a stage keeps
+    only its minimum, so that a run on a busy machine still ends in time."""
 
+    budget_s: float  # seconds for the whole run
     warmup: int  # training rounds dropped (compilation, allocator warm-up)
-    steps: int  # training rounds timed (the median is reported)
+    steps: int  # training rounds timed (the median is reported)...
+    min_steps: int  # ...at least this many; also the memory subprocess's minimum
     decode_warmup: int  # batch-1 decoding rounds dropped
     decode_length: int  # tokens per batch-1 decoding run
-    decode_repeats: int  # batch-1 runs timed per variant
+    decode_repeats: int  # batch-1 runs timed per variant...
+    decode_min: int  # ...at least
     gen_warmup: int  # generation rounds dropped (nothing compiles there: 0 saves a minute)
     gen_molecules: int  # molecules in the generation batch
-    gen_repeats: int  # generation batches timed per framework
+    gen_repeats: int  # generation batches timed per framework (at least one)
     rss_steps: int  # training steps of the peak-memory subprocess
-    reference_steps: int  # training steps on the reference BLAS (slow)
-    one_thread_steps: int  # training steps with OpenBLAS on one thread
+    reference_steps: int  # training steps on the reference BLAS (slow; at least 2)
+    one_thread_steps: int  # training steps with OpenBLAS on one thread (at least 2)
     child_timeout: float  # seconds before a subprocess is killed
     settle: float  # seconds of rest before each timed call (see workload.alternate)
     sgemm_n: int  # size of the sgemm measured
 
 
 FULL = Plan(
-    warmup=3, steps=7, decode_warmup=1, decode_length=40, decode_repeats=7,
+    budget_s=540, warmup=2, steps=7, min_steps=5,
+    decode_warmup=1, decode_length=40, decode_repeats=7, decode_min=5,
     gen_warmup=0, gen_molecules=1000, gen_repeats=2,
     rss_steps=20, reference_steps=3, one_thread_steps=5,
     child_timeout=300, settle=0.15, sgemm_n=1024,
 )  # fmt: skip
 QUICK = Plan(
-    warmup=1, steps=2, decode_warmup=0, decode_length=8, decode_repeats=2,
+    budget_s=45, warmup=1, steps=2, min_steps=2,
+    decode_warmup=0, decode_length=8, decode_repeats=2, decode_min=2,
     gen_warmup=0, gen_molecules=16, gen_repeats=1,
     rss_steps=2, reference_steps=2, one_thread_steps=2,
     child_timeout=60, settle=0.0, sgemm_n=256,
 )  # fmt: skip
+LEVER_MIN_STEPS = 2
+
+
+class Budget:
+    """The run's deadline, shared out as it goes: a stage may use a fraction of what is left."""
+
+    def __init__(self, seconds: float):
+        self.end = time.perf_counter() + seconds
+
+    def share(self, fraction: float) -> float:
+        """A deadline (perf_counter) ``fraction`` of the remaining time from now."""
+        now = time.perf_counter()
+        return now + fraction * max(self.end - now, 0.0)
+
+    def seconds(self, fraction: float) -> float:
+        """``fraction`` of the remaining time, in seconds."""
+        return self.share(fraction) - time.perf_counter()
 
 
 _START = time.perf_counter()
@@ -138,7 +161,7 @@ def torch_sgemm_gflops(n: int = 1024, repeats: int = 10) -> float:
     return 2 * n**3 / seconds / 1e9
 
 
-def measure_training(work: Workload, plan: Plan) -> dict:
+def measure_training(work: Workload, plan: Plan, deadline: float) -> dict:
     """Tokens/s of the compiled MLX step, PyTorch, and the MLX levers, in alternating rounds."""
     import torch
 
@@ -164,8 +187,9 @@ def measure_training(work: Workload, plan: Plan) -> dict:
         "mlx_eager": eager_step,
         f"mlx_{other}": other_step,
     }
-    log(f"training: {plan.warmup} + {plan.steps} rounds of {', '.join(variants)}")
-    times = alternate(variants, plan.warmup, plan.steps, plan.settle)
+    rounds = f"{plan.warmup} + {plan.min_steps}..{plan.steps}"
+    log(f"training: {rounds} rounds of {', '.join(variants)}")
+    times = alternate(variants, plan.warmup, plan.steps, plan.settle, plan.min_steps, deadline)
     tok_s = {name: work.n_tokens / statistics.median(t) for name, t in times.items()}
     return {
         "params": params,
@@ -176,7 +200,7 @@ def measure_training(work: Workload, plan: Plan) -> dict:
     }
 
 
-def measure_decoding(work: Workload, plan: Plan) -> dict:
+def measure_decoding(work: Workload, plan: Plan, budget: Budget) -> dict:
     """Batch-1 latency (KV cache, recomputation, PyTorch) and batch generation (MLX, PyTorch)."""
     import torch
 
@@ -195,7 +219,8 @@ def measure_decoding(work: Workload, plan: Plan) -> dict:
             allow_eos=allow_eos, seed=seed,
         )  # fmt: skip
 
-    log(f"decoding: {plan.decode_repeats} runs of {length} tokens at batch 1, three ways")
+    runs = f"{plan.decode_min}..{plan.decode_repeats}"
+    log(f"decoding: {runs} runs of {length} tokens at batch 1, three ways")
     latency = alternate(
         {
             "cache": lambda: decode_with_cache(bundle, length),
@@ -205,11 +230,13 @@ def measure_decoding(work: Workload, plan: Plan) -> dict:
         plan.decode_warmup,
         plan.decode_repeats,
         plan.settle,
+        plan.decode_min,
+        budget.share(0.25),
     )
     ms = {name: statistics.median(t) / length * 1e3 for name, t in latency.items()}
 
     n = plan.gen_molecules
-    log(f"generation: {plan.gen_repeats} batches of {n} molecules in MLX and PyTorch")
+    log(f"generation: 1..{plan.gen_repeats} batches of {n} molecules in MLX and PyTorch")
     steps: dict[str, list[int]] = {"mlx": [], "torch": []}
     seeds = iter(range(1_000_000))
 
@@ -221,7 +248,12 @@ def measure_decoding(work: Workload, plan: Plan) -> dict:
             steps["torch"].append(torch_tokens(n, seed=next(seeds)).shape[1])
 
     batches = alternate(
-        {"mlx": mlx_batch, "torch": torch_batch}, plan.gen_warmup, plan.gen_repeats, plan.settle
+        {"mlx": mlx_batch, "torch": torch_batch},
+        plan.gen_warmup,
+        plan.gen_repeats,
+        plan.settle,
+        1,
+        budget.share(0.35),
     )
     return {
         "ms_per_token": ms,
@@ -246,30 +278,41 @@ def run_child(argv: list[str], timeout: float, env: dict | None = None) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def measure_processes(work: Workload, plan: Plan, quick: bool) -> dict:
-    """Peak RSS of a training and of a dashboard process; the reference-BLAS lever."""
-    quick_flag = ["--quick"] if quick else []
-    log(f"peak memory: {plan.rss_steps} training steps in a subprocess (OpenBLAS)")
-    fast = run_child(["train", "--steps", str(plan.rss_steps), *quick_flag], plan.child_timeout)
-    log(f"reference BLAS: {plan.reference_steps} training steps in a subprocess")
-    reference = run_child(
-        ["train", "--steps", str(plan.reference_steps), *quick_flag],
-        plan.child_timeout,
-        env={"MOLSCOPE_BLAS": "reference"},
-    )
-    log(f"OpenBLAS on one thread: {plan.one_thread_steps} training steps in a subprocess")
-    one_thread = run_child(
-        ["train", "--steps", str(plan.one_thread_steps), *quick_flag],
-        plan.child_timeout,
-        env={"OPENBLAS_NUM_THREADS": "1"},
-    )
-    log("peak memory: a dashboard process (streamlit, checkpoint, data set, generation)")
+def measure_processes(work: Workload, plan: Plan, quick: bool, budget: Budget) -> dict:
+    """Peak RSS of a training and of a dashboard process; the BLAS levers: each in its own
+    subprocess, one after the other."""
+    remaining = budget.seconds(1.0)
+
+    def train_argv(steps: int, min_steps: int, fraction: float) -> list[str]:
+        argv = ["train", "--steps", str(steps), "--min-steps", str(min_steps)]
+        return argv + ["--seconds", f"{fraction * remaining:.1f}"] + (["--quick"] if quick else [])
+
     with tempfile.TemporaryDirectory() as tmp:
         folder = work.bundle.path
         if folder is None:  # an untrained model: save it so the child loads it like the app
             folder = Path(tmp) / "default"
             save_checkpoint(folder, work.bundle, state={"step": 0})
-        app = run_child(["app", "--checkpoint", str(folder)], plan.child_timeout)
+        jobs = {
+            f"peak memory: up to {plan.rss_steps} training steps (OpenBLAS)": (
+                train_argv(plan.rss_steps, plan.min_steps, 0.3), {}
+            ),
+            f"reference BLAS: up to {plan.reference_steps} training steps": (
+                train_argv(plan.reference_steps, LEVER_MIN_STEPS, 0.35),
+                {"MOLSCOPE_BLAS": "reference"},
+            ),
+            f"OpenBLAS on one thread: up to {plan.one_thread_steps} training steps": (
+                train_argv(plan.one_thread_steps, LEVER_MIN_STEPS, 0.15),
+                {"OPENBLAS_NUM_THREADS": "1"},
+            ),
+            "peak memory: a dashboard process (streamlit, checkpoint, data, generation)": (
+                ["app", "--checkpoint", str(folder)], {}
+            ),
+        }  # fmt: skip
+        answers = []
+        for title, (argv, env) in jobs.items():
+            log(f"subprocess: {title}")
+            answers.append(run_child(argv, plan.child_timeout, env))
+        fast, reference, one_thread, app = answers
     return {
         "peak_rss_mb_train": fast["peak_rss_mb"],
         "peak_rss_mb_app": app["peak_rss_mb"],
@@ -279,26 +322,27 @@ def measure_processes(work: Workload, plan: Plan, quick: bool) -> dict:
             "speedup": fast["tok_s"] / reference["tok_s"],
             "sgemm_gflops_openblas": fast["sgemm_gflops"],
             "sgemm_gflops_reference": reference["sgemm_gflops"],
-            "steps": {"openblas": plan.rss_steps, "reference": plan.reference_steps},
+            "steps": {"openblas": fast["steps"], "reference": reference["steps"]},
             "note": "separate subprocesses, one after the other (the BLAS is chosen at import)",
         },
         "blas_threads_lever": {
             "tok_s_default_threads": fast["tok_s"],
             "tok_s_one_thread": one_thread["tok_s"],
             "default_over_one": fast["tok_s"] / one_thread["tok_s"],
-            "steps": {"default": plan.rss_steps, "one_thread": plan.one_thread_steps},
+            "steps": {"default": fast["steps"], "one_thread": one_thread["steps"]},
             "note": "OPENBLAS_NUM_THREADS=1 in a subprocess; OpenBLAS defaults to all cores",
         },
     }
 
 
-def benchmark(quick: bool) -> dict:
+def benchmark(quick: bool, minutes: float | None = None) -> dict:
     """Every measurement, as the JSON document written to bench/results."""
     import torch
 
     torch.set_num_threads(TORCH_THREADS)
     plan = QUICK if quick else FULL
     started = time.perf_counter()
+    budget = Budget(plan.budget_s if minutes is None else minutes * 60)
     machine = machine_info()
     work = build_workload(quick)
     log(
@@ -309,9 +353,9 @@ def benchmark(quick: bool) -> dict:
     log(f"sgemm: MLX and PyTorch, {n}^3")
     peak = sgemm_gflops(n=n)
     peak_torch = torch_sgemm_gflops(n=n)
-    train = measure_training(work, plan)
-    decode = measure_decoding(work, plan)
-    procs = measure_processes(work, plan, quick)
+    train = measure_training(work, plan, budget.share(0.45))
+    decode = measure_decoding(work, plan, budget)
+    procs = measure_processes(work, plan, quick, budget)
 
     tok_s, params = train["tok_s"], train["params"]
     other = train["other_activation"]
@@ -320,6 +364,7 @@ def benchmark(quick: bool) -> dict:
     return {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": quick,
+        "budget_s": round(budget.end - started, 1),
         "machine": {**machine, "load_avg_end": round(os.getloadavg()[0], 2)},
         "model": {
             "source": work.source,
@@ -422,7 +467,7 @@ def table(r: dict) -> str:
 def main(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("torch") is None:
         raise BenchError(f"PyTorch is not installed (benchmark only): run `{INSTALL_HINT}`")
-    results = benchmark(args.quick)
+    results = benchmark(args.quick, args.minutes)
     out = Path(args.out) if args.out else RESULTS / ("quick.json" if args.quick else "latest.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
@@ -438,6 +483,11 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(description="Benchmark MolScope (MLX) against PyTorch.")
     parser.add_argument("--quick", action="store_true", help="tiny model, 2 steps each (seconds)")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        help="time budget (default 9, quick 0.75): past it, each measurement keeps its minimum",
+    )
     parser.add_argument(
         "--out", help="JSON file to write (default bench/results/latest.json, or quick.json)"
     )

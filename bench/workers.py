@@ -13,6 +13,7 @@ import json
 import platform
 import resource
 import statistics
+import time
 from pathlib import Path
 
 from core.blas import blas_name, sgemm_gflops
@@ -31,16 +32,22 @@ def peak_rss_mb() -> float:
 
 
 def train(args: argparse.Namespace) -> dict:
-    """Tokens/s of the compiled MLX training step (median of ``--steps`` after one warm-up)."""
+    """Tokens/s of the compiled MLX training step: the median of ``--steps`` steps after one
+    warm-up, or of those done in ``--seconds`` (at least ``--min-steps``)."""
     from bench.workload import build_workload, mlx_train_step, time_call
 
     work = build_workload(args.quick)
     _, run = mlx_train_step(work)
     run()  # compiles
-    seconds = statistics.median(time_call(run) for _ in range(args.steps))
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < args.steps:
+        if len(times) >= args.min_steps and time.perf_counter() - start > args.seconds:
+            break
+        times.append(time_call(run))
     return {
-        "tok_s": work.n_tokens / seconds,
-        "steps": args.steps,
+        "tok_s": work.n_tokens / statistics.median(times),
+        "steps": len(times),
         "blas": blas_name(),
         "sgemm_gflops": sgemm_gflops(n=256 if args.quick else 1024, repeats=3),
     }
@@ -76,6 +83,10 @@ if __name__ == "__main__":
     p_train = sub.add_parser("train", help="time MLX training steps")
     p_train.add_argument("--quick", action="store_true", help="tiny configuration")
     p_train.add_argument("--steps", type=int, default=20, help="timed steps after one warm-up")
+    p_train.add_argument("--min-steps", type=int, default=2, help="timed steps at least")
+    p_train.add_argument(
+        "--seconds", type=float, default=float("inf"), help="start no new step after this long"
+    )
     p_train.set_defaults(work=train)
     p_app = sub.add_parser("app", help="load what the dashboard loads")
     p_app.add_argument("--checkpoint", required=True, help="checkpoint folder to load")

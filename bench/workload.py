@@ -8,6 +8,7 @@ configuration so the whole harness runs in seconds.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -146,16 +147,25 @@ def time_call(fn: Callable[[], object]) -> float:
 
 
 def alternate(
-    variants: dict[str, Callable[[], object]], warmup: int, steps: int, settle: float = 0.15
+    variants: dict[str, Callable[[], object]],
+    warmup: int,
+    steps: int,
+    settle: float = 0.15,
+    min_steps: int | None = None,
+    deadline: float = math.inf,
 ) -> dict[str, list[float]]:
     """Seconds per call of each variant, run in turns (A, B, C, A, B, C, ...) so background
-    load hits all alike; the first ``warmup`` rounds (compilation, caches) are dropped.
+    load hits all alike; the first ``warmup`` rounds (compilation, caches) are dropped. Once
+    ``min_steps`` rounds are timed, no new round starts after ``deadline`` (perf_counter).
 
     Each call waits ``settle`` seconds first: OpenBLAS worker threads spin for ~0.1 s after a
     call before they sleep, and would otherwise take a core from the next variant.
     """
+    least = warmup + (steps if min_steps is None else min_steps)
     times: dict[str, list[float]] = {name: [] for name in variants}
     for round_ in range(warmup + steps):
+        if round_ >= least and time.perf_counter() > deadline:
+            break
         for name, fn in variants.items():
             time.sleep(settle)
             seconds = time_call(fn)

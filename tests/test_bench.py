@@ -95,7 +95,7 @@ def test_missing_torch_is_one_clear_error(monkeypatch):
 
     monkeypatch.setattr(run.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(run.BenchError, match="pip install -r bench/requirements.txt"):
-        run.main(run.argparse.Namespace(quick=True, out=None))
+        run.main(run.argparse.Namespace(quick=True, out=None, minutes=None))
 
 
 @needs_torch
