@@ -5,11 +5,13 @@ filters that drive every view, a molecule grid with SMARTS search, and your own 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from core.checkpoint import CheckpointError, read_config
 from core.chem import DESCRIPTOR_LABELS, DESCRIPTORS, mol_to_png, png_data_uri
@@ -18,6 +20,7 @@ from core.explore import (
     MAX_UPLOAD_BYTES,
     MAX_UPLOAD_ROWS,
     ExploreError,
+    SearchResult,
     bin_edges,
     density_2d,
     filter_ranges,
@@ -36,6 +39,16 @@ FILTERS = {  # name -> (slider label, step, number format)
 }
 GRID_ROWS = 48  # molecules drawn per page of the grid
 DATA, FILTERED, UPLOAD, RANGE = "#b8c2cc", "#1f77b4", "#d62728", "#2ca02c"
+FORMATS = {
+    "logp": "%.2f",
+    "tpsa": "%.1f",
+    "mw": "%.1f",
+    "qed": "%.2f",
+    "sa": "%.2f",
+    "hbd": "%d",
+    "hba": "%d",
+    "rings": "%d",
+}  # grid column formats
 SHORT = {
     "logp": "LogP",
     "tpsa": "TPSA (Å²)",
@@ -50,21 +63,19 @@ SHORT = {
 data = require_dataset()
 
 
-@st.cache_data(show_spinner=False)
-def slider_bounds(n_rows: int) -> dict[str, tuple[float, float]]:
+def slider_bounds(table: pd.DataFrame) -> dict[str, tuple[float, float]]:
     """Slider limits: the data's min and max, widened to the slider's step."""
     bounds = {}
     for name, (_, step, _) in FILTERS.items():
-        lo = math.floor(float(data[name].min()) / step) * step
-        hi = math.ceil(float(data[name].max()) / step) * step
+        lo = math.floor(float(table[name].min()) / step) * step
+        hi = math.ceil(float(table[name].max()) / step) * step
         bounds[name] = (round(lo, 2), round(hi, 2))
     return bounds
 
 
-@st.cache_data(show_spinner=False)
-def edges_for(n_rows: int) -> dict[str, np.ndarray]:
+def edges_for(table: pd.DataFrame) -> dict[str, np.ndarray]:
     """Histogram bins per descriptor, fixed on the whole dataset so views line up."""
-    return {name: bin_edges(name, data[name].to_numpy()) for name in DESCRIPTORS}
+    return {name: bin_edges(name, table[name].to_numpy()) for name in DESCRIPTORS}
 
 
 @st.cache_data(show_spinner=False)
@@ -74,7 +85,7 @@ def drawing(smiles: str, atoms: tuple[int, ...] = ()) -> str:
 
 
 @st.cache_data(show_spinner="Searching substructures…", max_entries=32)
-def search(smarts: str, ranges: tuple, split: str):
+def search(smarts: str, ranges: tuple, split: str) -> SearchResult:
     """SMARTS matches among the filtered molecules (cached per pattern and filter)."""
     return substructure_search(select(dict(ranges), split), smarts)
 
@@ -122,7 +133,9 @@ def hist_figure(name: str, traces: list[tuple[str, pd.DataFrame, str]], y: str) 
     return fig
 
 
-def histogram_grid(traces_for, y: str, key: str) -> None:
+def histogram_grid(
+    traces_for: Callable[[str], list[tuple[str, pd.DataFrame, str]]], y: str, key: str
+) -> None:
     """Four histograms per row, one per descriptor."""
     names = list(DESCRIPTORS)
     for start in range(0, len(names), 4):
@@ -176,7 +189,7 @@ def density_figure(table: pd.DataFrame, upload: pd.DataFrame | None = None) -> g
     return fig
 
 
-def molecule_grid(rows: pd.DataFrame, key: str, pager=None) -> None:
+def molecule_grid(rows: pd.DataFrame, key: str, pager: DeltaGenerator | None = None) -> None:
     """A page of molecules (drawings and descriptors) as a dataframe with an image column;
     the page number input goes into ``pager`` (a column) when given."""
     n_pages = max(1, math.ceil(len(rows) / GRID_ROWS))
@@ -201,12 +214,7 @@ def molecule_grid(rows: pd.DataFrame, key: str, pager=None) -> None:
             "smiles": shown["smiles"].to_numpy(),
         }
     )
-    number = {SHORT[n]: st.column_config.NumberColumn(format="%.2f") for n in DESCRIPTORS}
-    number.update(
-        {SHORT[n]: st.column_config.NumberColumn(format="%d") for n in ("hbd", "hba", "rings")}
-    )
-    number[SHORT["tpsa"]] = st.column_config.NumberColumn(format="%.1f")
-    number[SHORT["mw"]] = st.column_config.NumberColumn(format="%.1f")
+    number = {SHORT[n]: st.column_config.NumberColumn(format=f) for n, f in FORMATS.items()}
     st.dataframe(
         grid,
         hide_index=True,
@@ -230,10 +238,11 @@ st.caption(
     "with RDKit from the same table the model's training labels come from."
 )
 
-bounds = slider_bounds(len(data))
+bounds = slider_bounds(data)
 
 
 def reset_filters() -> None:
+    """Back to the whole dataset (a button callback, so it runs before the sliders)."""
     for name, (lo, hi) in bounds.items():
         st.session_state[f"range_{name}"] = (lo, hi)
     st.session_state.split = "all"
@@ -268,7 +277,7 @@ st.markdown(f"**{len(filtered):,}** of {len(data):,} molecules match the filters
 tab_hist, tab_density, tab_grid, tab_upload = st.tabs(
     ["Distributions", "LogP × TPSA", "Molecules", "Your molecules"]
 )
-edges = edges_for(len(data))
+edges = edges_for(data)
 
 with tab_hist:
     st.caption("Grey: the whole dataset. Blue: the molecules inside the filters.")

@@ -190,6 +190,7 @@ runs_root = runs.default_runs_root()
 
 
 def start_run(name: str, options: dict, resume: bool, overwrite: bool) -> None:
+    """Launch the trainer in the background and watch it; a refusal is shown as an error."""
     try:
         runs.start(
             name,
