@@ -369,7 +369,7 @@ def running_figure(run: dict, p: str) -> go.Figure:
             shapes=shapes,
             height=240,
             margin=dict(l=0, r=0, t=30, b=0),
-            xaxis_title="symbols decoded",
+            xaxis=dict(title="symbols decoded", tick0=1, dtick=max(1, len(values) // 8)),
         ),
     )
 
