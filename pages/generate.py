@@ -128,8 +128,9 @@ def band(lo: float, hi: float, axis: str = "y") -> dict:
         {"x0": 0, "x1": 1, "xref": "paper"} if axis == "y" else {"y0": 0, "y1": 1, "yref": "paper"}
     )
     along = {"y0": lo, "y1": hi} if axis == "y" else {"x0": lo, "x1": hi}
-    return dict(type="rect", **across, **along, fillcolor=TARGET, opacity=0.12, line_width=0,
-                layer="below")  # fmt: skip
+    return dict(
+        type="rect", **across, **along, fillcolor=TARGET, opacity=0.12, line_width=0, layer="below"
+    )
 
 
 def line(at: float, axis: str = "y", colour: str = TARGET, dash: str = "dash") -> dict:
@@ -243,8 +244,13 @@ def sampling_controls() -> tuple[float, int, int]:
         persist_state="session",
         help="The same settings and seed give the same molecule, here and on the command line.",
     )
-    c_new.button("", key="gen_new_seed", icon=":material/casino:", on_click=new_seed,
-                 help="Pick a random seed")  # fmt: skip
+    c_new.button(
+        "",
+        key="gen_new_seed",
+        icon=":material/casino:",
+        on_click=new_seed,
+        help="Pick a random seed",
+    )
     return float(temperature), int(top_k), int(seed)
 
 
