@@ -17,9 +17,29 @@ from core.data import DEFAULT_DATA, DataError, load_dataset
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _leave_pages_folder_mode() -> None:
+    """Serve deep links through app.py's navigation, even on a fresh server.
+
+    Because a ``pages/`` folder sits beside app.py, Streamlit serves a fresh server's first
+    request for a page URL (e.g. ``/generate?logp=3``) in its legacy folder mode: the page
+    runs without app.py, so without the sidebar and the checkpoint picker. ``st.navigation``
+    turns that mode off, but only once app.py has run. Turn it off here and rerun, so the
+    same URL is served by app.py. (A private flag of Streamlit 1.67; absent -> no-op.)
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if getattr(PagesManager, "uses_pages_directory", None):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_leave_pages_folder_mode()
+
+
 def checkpoints_root() -> Path:
     """The folder holding checkpoints (``MOLSCOPE_CHECKPOINTS`` overrides, e.g. in tests)."""
     return Path(os.environ.get("MOLSCOPE_CHECKPOINTS", ROOT / "checkpoints"))
+
 
 DEFAULT_CHECKPOINT = "default"
 
