@@ -183,6 +183,9 @@ def describe_smiles(smiles: str, names: Sequence[str] | None = None) -> dict[str
 
 def _draw(mol: Mol, size: tuple[int, int], highlight: list[int], legend: str) -> bytes:
     drawer = rdMolDraw2D.MolDraw2DCairo(*size)
+    # a fixed scale: a one-atom molecule is not blown up to fill the canvas, so a molecule
+    # growing token by token keeps its size (large ones still shrink to fit)
+    drawer.drawOptions().fixedBondLength = 28
     rdMolDraw2D.PrepareAndDrawMolecule(drawer, mol, legend=legend, highlightAtoms=highlight)
     drawer.FinishDrawing()
     return drawer.GetDrawingText()

@@ -192,9 +192,10 @@ def evaluate(
     sample = rng.choice(sorted(unique), size=min(2000, len(unique)), replace=False)
     data_path = Path(bundle.meta.get("data", {}).get("path", ""))
     table = load_dataset(data_path if data_path.is_file() else DEFAULT_DATA)
-    test = table[table.split == "test"].head(500)
+    n_recon = min(500, n)  # greedy reconstructions are costly; at most 500
+    test = table[table.split == "test"].head(n_recon)
     if test.empty:
-        test = table.head(500)
+        test = table.head(n_recon)
     report((len(known) + 2) / (len(known) + 3), "reconstruction and latent use")
     props = np.stack(
         [bundle.scales[p].normalise(test[p].to_numpy()) for p in bundle.properties], axis=1
