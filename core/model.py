@@ -137,6 +137,7 @@ class ConditionEmbedding(nn.Module):
         ]
         self.type = nn.Embedding(n_props, dims)
         self.null = mx.zeros((n_props, dims))
+        self.freeze(keys=["freqs"], recurse=False)  # fixed frequencies, saved but not trained
 
     def __call__(self, values: mx.array, present: mx.array) -> mx.array:
         """values, present: (B, P) normalised values and 0/1 flags -> (B, P, D)."""
@@ -207,9 +208,8 @@ class Decoder(nn.Module):
         """x: (B, T, d) input embeddings at absolute positions offset.. -> logits (B, T, V)."""
         T = x.shape[1]
         x = x + self.pos.weight[offset : offset + T]
+        # an explicit mask array: on CPU, mask="causal" measured ~1.6x slower (forward)
         mask = None if T == 1 else causal_mask(T, offset, x.dtype)
-        if mask is not None and cache is None and not return_weights:
-            mask = "causal"  # same mask, but lets the fast kernel skip the masked half
         weights = []
         for i, block in enumerate(self.blocks):
             x, w = block(x, mask, None if cache is None else cache[i], return_weights)
