@@ -23,6 +23,7 @@ test: setup
 	$(BIN)/python -m pytest tests
 
 bench: setup
+	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
 	$(BIN)/python -m bench.run
 
 lint: setup

@@ -194,20 +194,23 @@ def generate_step(
         token = sampler(logits, keys[len(prefix_ids) + index])
         token = mx.where(done, bundle.tokenizer.pad_id, token)
         probs = sampler.probabilities(logits)
-        top_ids = mx.argsort(-probs, axis=-1)[:, :report_top]
+        k = min(report_top, probs.shape[-1])
+        top_ids = mx.argpartition(-probs, kth=k - 1, axis=-1)[:, :k]  # the k best, unordered
         top_probs = mx.take_along_axis(probs, top_ids, axis=-1)
         done = done | (token == bundle.tokenizer.eos_id)
         attn = [w[:, :, -1] for w in outs[0][1]] if return_attention else []
         mx.eval(token, top_ids, top_probs, done, *attn)
+        order = np.argsort(-np.array(top_probs), axis=-1, kind="stable")  # best first
+        finished = np.array(done)
         yield Step(
             index=index,
             tokens=np.array(token),
-            top_ids=np.array(top_ids),
-            top_probs=np.array(top_probs),
-            done=np.array(done),
+            top_ids=np.take_along_axis(np.array(top_ids), order, axis=-1),
+            top_probs=np.take_along_axis(np.array(top_probs), order, axis=-1),
+            done=finished,
             attention=[np.array(a) for a in attn] if return_attention else None,
         )
-        if bool(done.all().item()) or index == limit - 1:
+        if finished.all() or index == limit - 1:
             return
         x = model.decoder.embed(token[:, None])  # (n, 1, d)
         outs = forward(lambda flags, x=x: x, offset)
