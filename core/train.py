@@ -4,6 +4,9 @@ AdamW with warmup + cosine decay, gradient clipping, KL annealing with free bits
 dropout, the whole step under ``mx.compile``. Checkpoints every few minutes, at the end and on
 SIGINT/SIGTERM (exit 0), always atomically; a non-finite loss stops the run before it can
 reach a checkpoint.
+
+``--distributed`` trains data-parallel on several processes started by ``mlx.launch`` (see
+``core.distributed`` and docs/distributed.md); it computes the same global batches as one process.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from core.checkpoint import (
     resolve,
     save_checkpoint,
 )
+from core.distributed import BACKENDS, World, init_world
 from core.model import Model, ModelArgs, count_parameters
 from core.tokenizer import Tokenizer
 
@@ -78,6 +82,32 @@ def loss_fn(model: Model, ids, valid, props, present, eps, beta, targs: TrainArg
     return loss, (ce, kl, prop_mse)
 
 
+def shard_loss_fn(
+    model: Model, ids, valid, props, present, eps, beta, n_tokens, targs: TrainArgs, bos: int,
+    world: World,
+):  # fmt: skip
+    """One rank's share of ``loss_fn`` on the global batch, times the number of ranks, so that
+    averaging the ranks' gradients gives exactly the gradient of ``loss_fn`` on the whole batch.
+
+    ``loss_fn`` divides by the global token count ``n_tokens`` and batch size, and its free bits
+    compare each latent dimension's KL averaged over the global batch with the threshold: the
+    per-dimension KL sums are all-reduced (outside the gradient) to decide which dimensions pay.
+    Returns the share and this rank's sums (CE, property squared error) and the global KL per
+    dimension.
+    """
+    logits, mu, logvar, _, _ = model(ids, valid, props, present, eps, bos)
+    mask = valid.astype(mx.float32)
+    ce_sum = (nn.losses.cross_entropy(logits, ids) * mask).sum()
+    kl_sum = (0.5 * (mu * mu + mx.exp(logvar) - 1.0 - logvar)).sum(axis=0)  # (Z,)
+    kl_dim = mx.distributed.all_sum(mx.stop_gradient(kl_sum), group=world.group)
+    kl_dim = mx.stop_gradient(kl_dim) / targs.batch_size
+    paying = (kl_dim > targs.free_bits).astype(mx.float32)
+    prop_sum = ((model.property_head(mx.stop_gradient(mu)) - props) ** 2).sum()
+    share = (ce_sum + beta * (paying * kl_sum).sum()) / n_tokens
+    share = share + targs.prop_weight * prop_sum / (targs.batch_size * props.shape[1])
+    return share * world.size, (ce_sum, kl_dim, prop_sum)
+
+
 def make_optimizer(targs: TrainArgs) -> optim.AdamW:
     warm = optim.linear_schedule(targs.lr * 0.01, targs.lr, max(targs.warmup, 1))
     decay_steps = max(targs.total_steps - targs.warmup, 1)
@@ -108,6 +138,47 @@ def make_train_step(model: Model, optimizer: optim.Optimizer, targs: TrainArgs, 
         grads, norm = optim.clip_grad_norm(grads, targs.clip)
         optimizer.update(model, grads)
         return loss, ce, kl, prop_mse, norm
+
+    return step
+
+
+def make_sharded_train_step(
+    model: Model, optimizer: optim.Optimizer, targs: TrainArgs, bos: int, world: World
+):
+    """``make_train_step`` for one rank of a data-parallel run: a compiled function
+    (ids, valid, props, beta, key, n_tokens, flags) of this rank's rows of the global batch ->
+    (loss, ce, kl, prop_mse, grad_norm, flags summed over the ranks), all values of the global
+    batch and equal on every rank.
+
+    The noise is drawn for the whole global batch and sliced like the rows, so the run follows
+    the one-process run. Gradients are averaged inside the compiled step; ``flags`` (stop
+    requests) ride on the all-reduce of the loss sums, so agreeing to stop costs nothing extra.
+    """
+    state = [model.state, optimizer.state]
+    loss = partial(shard_loss_fn, targs=targs, bos=bos, world=world)
+    loss_and_grad = nn.value_and_grad(model, loss)
+    B, P, Z = targs.batch_size, len(model.args.properties), model.args.latent_dim
+    mine = slice(world.rank, None, world.size)  # the rows world.shard takes
+
+    @partial(mx.compile, inputs=state, outputs=state)
+    def step(ids, valid, props, beta, key, n_tokens, flags):
+        drop_key, eps_key = mx.random.split(key)
+        keep = mx.random.uniform(shape=(B, P), key=drop_key)[mine] >= targs.cond_drop
+        present = keep.astype(mx.float32)
+        eps = mx.random.normal((B, Z), key=eps_key)[mine]
+        (_, (ce_sum, kl_dim, prop_sum)), grads = loss_and_grad(
+            model, ids, valid, props, present, eps, beta, n_tokens
+        )
+        grads = nn.average_gradients(grads, group=world.group)
+        grads, norm = optim.clip_grad_norm(grads, targs.clip)
+        optimizer.update(model, grads)
+        sums = mx.distributed.all_sum(
+            mx.concatenate([mx.stack([ce_sum, prop_sum]), flags]), group=world.group
+        )
+        ce, prop_mse = sums[0] / n_tokens, sums[1] / (B * P)
+        kl_cost = mx.maximum(kl_dim, targs.free_bits).sum()
+        loss = ce + beta * kl_cost * B / n_tokens + targs.prop_weight * prop_mse
+        return loss, ce, kl_dim.sum(), prop_mse, norm, sums[2:]
 
     return step
 
@@ -193,10 +264,14 @@ class StopFlag:
         self.signal = signum
 
 
-def train(opts: argparse.Namespace) -> Path:
-    """Train (or resume) a model; returns the checkpoint folder."""
+def train(opts: argparse.Namespace, world: World | None = None) -> Path:
+    """Train (or resume) a model; returns the checkpoint folder.
+
+    With a ``world`` of several ranks, every rank runs this and only rank 0 writes.
+    """
     from tqdm import tqdm
 
+    world = world or World()
     out = Path(opts.out)
     data_path = Path(opts.data)
     table = load_table(data_path)
@@ -214,7 +289,8 @@ def train(opts: argparse.Namespace) -> Path:
         if opts.max_steps and opts.max_steps > targs.total_steps:
             targs.total_steps = opts.max_steps
         start_step = int(state["step"])
-        _truncate_metrics(out, start_step)
+        if world.is_main:
+            _truncate_metrics(out, start_step)
     else:
         if (out / "config.json").exists() and not opts.overwrite:
             raise TrainingError(f"{out} already holds a checkpoint: pass --resume or --overwrite")
@@ -242,8 +318,9 @@ def train(opts: argparse.Namespace) -> Path:
         }
         bundle = Bundle(model, tokenizer, margs, scales, meta)
         state, opt_state, start_step = {}, {}, 0
-        out.mkdir(parents=True, exist_ok=True)
-        (out / METRICS).write_text("")
+        if world.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / METRICS).write_text("")
 
     model, args, tokenizer = bundle.model, bundle.args, bundle.tokenizer
     model.train()
@@ -261,15 +338,32 @@ def train(opts: argparse.Namespace) -> Path:
     if len(train_set) < targs.batch_size:
         have, need = len(train_set), targs.batch_size
         raise TrainingError(f"only {have} training molecules for a batch of {need}")
+    if targs.batch_size < world.size:
+        raise TrainingError(f"a batch of {targs.batch_size} cannot feed {world.size} ranks")
 
     optimizer = make_optimizer(targs)
     optimizer.init(model.trainable_parameters())
     if opt_state:
         optimizer.state = tree_unflatten(list(opt_state.items()))
-    step_fn = make_train_step(model, optimizer, targs, tokenizer.bos_id)
-
     epoch = int(state.get("epoch", 0))
     batch_index = int(state.get("batch_index", 0))
+    if world.size > 1:
+        shared = [
+            len(train_set), float(train_set.lengths.sum()), len(tokenizer),
+            count_parameters(model), start_step, epoch, batch_index, targs.batch_size, targs.seed,
+        ]  # fmt: skip
+        if not world.agree(shared):
+            raise TrainingError(
+                "the ranks see different data, models or positions: every machine needs the"
+                " same --data file and flags (and, to resume, the same checkpoint folder)"
+            )
+        # replicas start identical even where random init differs between machines
+        model.update(world.broadcast(model.parameters()))
+        optimizer.state = world.broadcast(optimizer.state)
+        mx.eval(model.parameters(), optimizer.state)
+        step_fn = make_sharded_train_step(model, optimizer, targs, tokenizer.bos_id, world)
+    else:
+        step_fn = make_train_step(model, optimizer, targs, tokenizer.bos_id)
     elapsed = float(state.get("train_seconds", 0.0))
     tokens_seen = int(state.get("tokens_seen", 0))
     stop_at = opts.max_steps or targs.total_steps
@@ -279,11 +373,13 @@ def train(opts: argparse.Namespace) -> Path:
     fault_step = int(os.environ.get("MOLSCOPE_FAULT_NAN_AT_STEP", "0"))
 
     def checkpoint(step: int) -> None:
+        if not world.is_main:
+            return
         bundle.meta.update({"train_seconds": round(elapsed, 1), "tokens_seen": tokens_seen})
         opt_flat = dict(tree_flatten(optimizer.state))
         st = {
             "step": step, "epoch": epoch, "batch_index": batch_index,
-            "train_seconds": elapsed, "tokens_seen": tokens_seen, "world_size": 1,
+            "train_seconds": elapsed, "tokens_seen": tokens_seen, "world_size": world.size,
             "train_args": asdict(targs),
         }  # fmt: skip
         save_checkpoint(out, bundle, opt_flat, st)
@@ -291,19 +387,30 @@ def train(opts: argparse.Namespace) -> Path:
     batches = epoch_batches(train_set.lengths, targs.batch_size, targs.seed, epoch)
     step = start_step
     last_save = time.time()
-    bar = tqdm(total=stop_at, initial=step, desc="training", unit="step", file=sys.stderr)
+    bar = tqdm(
+        total=stop_at, initial=step, desc="training", unit="step", file=sys.stderr,
+        disable=not world.is_main,
+    )  # fmt: skip
     window_tokens, window_start = 0, time.perf_counter()
     while step < stop_at:
         if batch_index >= len(batches):
             epoch, batch_index = epoch + 1, 0
             batches = epoch_batches(train_set.lengths, targs.batch_size, targs.seed, epoch)
         t0 = time.perf_counter()
-        ids, valid, props = take(train_set, batches[batch_index])
+        rows = batches[batch_index]
+        ids, valid, props = take(train_set, world.shard(rows))
+        n_tok = int(train_set.lengths[rows].sum())  # of the global batch
         beta = targs.beta * min(1.0, step / max(targs.kl_anneal, 1))
         key = mx.random.key(targs.seed * 1_000_003 + step)
-        loss, ce, kl, prop_mse, norm = step_fn(
-            mx.array(ids), mx.array(valid), mx.array(props), mx.array(beta, dtype=mx.float32), key
-        )
+        inputs = (mx.array(ids), mx.array(valid), mx.array(props), mx.array(beta, mx.float32), key)
+        if world.size > 1:
+            # every rank stops after the same step: the step sums the ranks' stop requests
+            flags = mx.array([stop.signal is not None, time.time() > deadline], mx.float32)
+            *outputs, flags = step_fn(*inputs, mx.array(n_tok, mx.float32), flags)
+            interrupted, timed_out = (bool(f) for f in flags.tolist())
+        else:
+            outputs = step_fn(*inputs)
+        loss, ce, kl, prop_mse, norm = outputs
         mx.eval(loss, ce, kl, prop_mse, norm)
         if step + 1 == fault_step:
             loss = mx.array(math.nan)
@@ -315,12 +422,11 @@ def train(opts: argparse.Namespace) -> Path:
             )
         step += 1
         batch_index += 1
-        n_tok = int(valid.sum())
         tokens_seen += n_tok
         window_tokens += n_tok
         elapsed += time.perf_counter() - t0
         bar.update(1)
-        if step % opts.log_every == 0 or step == stop_at:
+        if world.is_main and (step % opts.log_every == 0 or step == stop_at):
             tok_s = window_tokens / (time.perf_counter() - window_start)
             window_tokens, window_start = 0, time.perf_counter()
             lr = float(optimizer.learning_rate.item())
@@ -332,24 +438,26 @@ def train(opts: argparse.Namespace) -> Path:
             }  # fmt: skip
             _append_metrics(out, row)
             bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{tok_s:,.0f}")
-        if step % opts.eval_every == 0 or step == stop_at:
+        if world.is_main and (step % opts.eval_every == 0 or step == stop_at):
             model.eval()
             row = {"step": step, "split": "val", **evaluate_batches(bundle, val_set)}
             model.train()
             _append_metrics(out, row)
-        timed_out = time.time() > deadline
-        if time.time() - last_save > opts.save_every * 60 or stop.signal or timed_out:
+        if world.size == 1:
+            interrupted, timed_out = stop.signal is not None, time.time() > deadline
+        if time.time() - last_save > opts.save_every * 60 or interrupted or timed_out:
             checkpoint(step)
             last_save = time.time()
-        if stop.signal or timed_out:
-            reason = "interrupted" if stop.signal else "time budget reached"
-            print(f"{reason}: checkpoint saved at step {step}", file=sys.stderr)
+        if interrupted or timed_out:
+            if world.is_main:
+                reason = "interrupted" if interrupted else "time budget reached"
+                print(f"{reason}: checkpoint saved at step {step}", file=sys.stderr)
             break
     bar.close()
     if step >= stop_at:
         checkpoint(step)
     model.eval()
-    return resolve(out)
+    return resolve(out) if world.is_main else out
 
 
 def main(opts: argparse.Namespace) -> int:
@@ -360,11 +468,13 @@ def main(opts: argparse.Namespace) -> int:
         raise TrainingError("--max-steps must be positive")
     if not (0 < opts.lr < 1) or not (0 <= opts.cond_drop < 1):
         raise TrainingError("--lr must be in (0, 1) and --cond-drop in [0, 1)")
+    world = init_world(opts.backend) if opts.distributed else World()
     try:
-        folder = train(opts)
+        folder = train(opts, world)
     except CheckpointError as exc:
         raise TrainingError(str(exc)) from exc
-    print(f"checkpoint: {folder}", file=sys.stderr)
+    if world.is_main:
+        print(f"checkpoint: {folder}", file=sys.stderr)
     return 0
 
 
@@ -407,6 +517,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-every", type=int, default=50, help="steps between train metrics")
     p.add_argument("--eval-every", type=int, default=500, help="steps between validations")
     p.add_argument("--save-every", type=float, default=5.0, help="minutes between checkpoints")
+    p.add_argument(
+        "--distributed", action="store_true", help="one rank of a data-parallel run (mlx.launch)"
+    )
+    p.add_argument(
+        "--backend", choices=BACKENDS, default="ring", help="distributed backend (as mlx.launch)"
+    )
     return p
 
 
