@@ -65,6 +65,26 @@ def validate_name(name: str) -> str:
     return name
 
 
+def configured_hostfile() -> Path | None:
+    """The hostfile for distributed runs: ``$MOLSCOPE_HOSTFILE`` or ``hostfile.json`` at the
+    repository root, when it exists (see docs/distributed.md)."""
+    path = Path(os.environ.get("MOLSCOPE_HOSTFILE", ROOT / "hostfile.json"))
+    return path if path.is_file() else None
+
+
+def read_hostfile(path: Path) -> list[dict]:
+    """The hosts of an ``mlx.launch`` hostfile; RunError when it is not a list of >= 2 hosts."""
+    try:
+        hosts = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise RunError(f"hostfile {path} cannot be read: {exc}") from exc
+    if not isinstance(hosts, list) or len(hosts) < 2:
+        raise RunError(f"hostfile {path} must be a JSON list of at least 2 hosts")
+    if not all(isinstance(h, dict) and "ssh" in h for h in hosts):
+        raise RunError(f'hostfile {path}: every host needs "ssh" (and "ips")')
+    return hosts
+
+
 def train_command(
     name: str,
     options: Mapping[str, object],
@@ -72,8 +92,10 @@ def train_command(
     resume: bool = False,
     overwrite: bool = False,
     checkpoints_root: Path | None = None,
+    hostfile: Path | None = None,
 ) -> list[str]:
-    """The argv that trains run ``name`` (``nice`` + ``python -m core.train`` + flags).
+    """The argv that trains run ``name`` (``nice`` + ``python -m core.train`` + flags); with a
+    ``hostfile``, data-parallel under ``mlx.launch --backend ring`` on its hosts.
 
     >>> train_command("a", {"max_steps": 5}, checkpoints_root=Path("ck"))[-4:]
     ['--out', 'ck/a', '--max-steps', '5']
@@ -96,6 +118,14 @@ def train_command(
         argv.append("--resume")
     if overwrite:
         argv.append("--overwrite")
+    if hostfile is not None:
+        read_hostfile(hostfile)
+        launcher = str(Path(sys.executable).parent / "mlx.launch")
+        # the launcher ignores SIGINT; each rank handles it and rank 0 checkpoints
+        argv = [
+            "sh", "-c", 'trap "" INT; exec "$@"', "sh", launcher, "--backend", "ring",
+            "--hostfile", str(hostfile), "--cwd", str(ROOT), "--", *argv, "--distributed",
+        ]  # fmt: skip
     return argv
 
 
@@ -254,8 +284,10 @@ def start(
     overwrite: bool = False,
     runs_root: Path | None = None,
     checkpoints_root: Path | None = None,
+    hostfile: Path | None = None,
 ) -> RunStatus:
-    """Start training run ``name`` in the background and return its status.
+    """Start training run ``name`` in the background and return its status (distributed over
+    the hosts of ``hostfile`` when given).
 
     Refuses (RunError) when it is already running, when a checkpoint exists and neither
     ``resume`` nor ``overwrite`` is given, or when ``resume`` has nothing to resume.
@@ -263,7 +295,12 @@ def start(
     runs_root = Path(runs_root or default_runs_root())
     checkpoints_root = Path(checkpoints_root or default_checkpoints_root())
     argv = train_command(
-        name, options or {}, resume=resume, overwrite=overwrite, checkpoints_root=checkpoints_root
+        name,
+        options or {},
+        resume=resume,
+        overwrite=overwrite,
+        checkpoints_root=checkpoints_root,
+        hostfile=hostfile,
     )
     current = status(name, runs_root=runs_root, checkpoints_root=checkpoints_root)
     if current.running:
@@ -304,7 +341,8 @@ def stop(name: str, *, runs_root: Path | None = None) -> bool:
     if pid is None or not _pid_alive(pid):
         return False
     try:
-        os.kill(pid, signal.SIGINT)
+        # the whole process group: with mlx.launch, every rank gets the signal
+        os.killpg(pid, signal.SIGINT)
     except ProcessLookupError:
         return False
     return True

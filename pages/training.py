@@ -189,6 +189,9 @@ st.caption(
 runs_root = runs.default_runs_root()
 
 
+hostfile = runs.configured_hostfile()
+
+
 def start_run(name: str, options: dict, resume: bool, overwrite: bool) -> None:
     """Launch the trainer in the background and watch it; a refusal is shown as an error."""
     try:
@@ -199,6 +202,7 @@ def start_run(name: str, options: dict, resume: bool, overwrite: bool) -> None:
             overwrite=overwrite,
             runs_root=runs_root,
             checkpoints_root=root,
+            hostfile=hostfile if st.session_state.get("distributed") else None,
         )
     except runs.RunError as exc:
         st.error(str(exc))
@@ -283,15 +287,30 @@ with st.container(border=True):
                 disabled=name == "default",
                 help="The shipped 'default' checkpoint cannot be replaced from here.",
             )
+        if hostfile is not None:
+            st.checkbox(
+                f"Data-parallel over the hosts in `{hostfile.name}` (mlx.launch, ring backend)",
+                key="distributed",
+                help="Each host trains on its shard of every batch; gradients are averaged. "
+                "Every host needs this repository, its .venv and the data at the same path.",
+            )
         submitted = st.form_submit_button(
             "Resume" if mode == "resume" else "Start", type="primary", disabled=not valid_name
         )
     if valid_name:
         try:
+            distributed = hostfile if st.session_state.get("distributed") else None
             argv = runs.train_command(
-                name, options, resume=mode == "resume", overwrite=overwrite, checkpoints_root=root
+                name,
+                options,
+                resume=mode == "resume",
+                overwrite=overwrite,
+                checkpoints_root=root,
+                hostfile=distributed,
             )
-            shown = ["python", *argv[4:]]  # without nice and the venv's full path
+            core_at = argv.index("core.train") - 2  # the interpreter, after nice / the launcher
+            launcher = ["mlx.launch", *argv[5:8], "--"] if distributed else []
+            shown = [*launcher, "python", *argv[core_at + 1 :]]
             text = shlex.join(shown).replace(f"{runs.ROOT}/", "")
             st.caption("Same as running:")
             st.code(text, language="bash", wrap_lines=True)

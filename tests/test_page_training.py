@@ -130,8 +130,12 @@ def test_stop_a_running_process(roots):
     folder = roots["runs"] / "live"
     folder.mkdir(parents=True)
     (folder / "train.log").write_text(f"{runs.START_MARK} x\n")
-    # a stand-in trainer: its command line names core.train, SIGINT ends it
-    fake = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "core.train"])
+    # a stand-in trainer: its command line names core.train, SIGINT ends it; like runs.start,
+    # it leads its own process group (stop signals the group: every rank of a distributed run)
+    fake = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "core.train"],
+        start_new_session=True,
+    )
     try:
         (folder / "pid").write_text(str(fake.pid))
         at = open_training()

@@ -107,3 +107,16 @@ def test_list_runs_only_lists_runs_started_here(roots):
     (roots["runs_root"] / "other" / "config.json").write_text("{}")  # someone's checkpoint
     (roots["runs_root"] / "loose.log").write_text("")
     assert runs.list_runs(roots["runs_root"]) == ["a", "b"]
+
+
+def test_hostfile_makes_a_distributed_command(tmp_path):
+    hostfile = tmp_path / "hosts.json"
+    hostfile.write_text('[{"ssh": "a", "ips": ["10.0.0.1"]}, {"ssh": "b", "ips": ["10.0.0.2"]}]')
+    argv = runs.train_command(
+        "dist", {"max_steps": 5}, checkpoints_root=tmp_path, hostfile=hostfile
+    )
+    assert "mlx.launch" in argv[4] and argv[5:8] == ["--backend", "ring", "--hostfile"]
+    assert argv[-1] == "--distributed" and "core.train" in argv
+    hostfile.write_text('[{"ssh": "a"}]')
+    with pytest.raises(runs.RunError, match="at least 2 hosts"):
+        runs.train_command("dist", {}, checkpoints_root=tmp_path, hostfile=hostfile)
