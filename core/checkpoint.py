@@ -1,17 +1,22 @@
 """Checkpoints: a folder of ``config.json`` + ``model.safetensors`` (+ optimizer and state for
 resuming, + ``metrics.jsonl``). Written atomically, loaded into a ``Bundle``. No pickle.
 
-A checkpoint is written to ``NAME.tmp-<pid>/`` and then swapped into place with renames; if a
-crash leaves only ``NAME.old-*``, loading falls back to it.
+A checkpoint is written to ``NAME.tmp-<pid>/`` (``config.json`` last, itself by rename, so its
+presence means the folder is complete) and then swapped into place with two renames. If a crash
+leaves no complete ``NAME``, loading falls back to the newest complete ``NAME.old-*`` or
+``NAME.tmp-*``, and resuming moves it back into place; the next save removes what the crash left.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
+import re
 import shutil
 import struct
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +32,7 @@ WEIGHTS = "model.safetensors"
 OPTIMIZER = "optimizer.safetensors"
 STATE = "state.json"
 METRICS = "metrics.jsonl"
+LEFTOVER = re.compile(r"(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)")  # what a crashed save leaves
 
 
 class CheckpointError(RuntimeError):
@@ -80,6 +86,50 @@ def _write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2, allow_nan=False))
 
 
+def _leftovers(out: Path) -> list[Path]:
+    """``out.tmp-PID`` and ``out.old-PID`` folders beside ``out``."""
+    found = []
+    for folder in out.parent.glob(glob.escape(out.name) + ".*-*"):
+        leftover = LEFTOVER.fullmatch(folder.name)
+        if leftover and leftover["name"] == out.name and folder.is_dir():
+            found.append(folder)
+    return found
+
+
+def _writer_alive(folder: Path) -> bool:
+    """Whether the process whose pid names a leftover folder still runs (it may be saving)."""
+    pid = int(LEFTOVER.fullmatch(folder.name)["pid"])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _saved_step(folder: Path) -> int | None:
+    try:
+        return int(json.loads((folder / STATE).read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _remove_leftovers(out: Path, step: int | None) -> None:
+    """Delete what crashed saves of ``out`` left: unfinished folders, and finished ones that are
+    not further along than ``step`` (of the checkpoint just written; None: keep finished ones)."""
+    for folder in _leftovers(out):
+        if _writer_alive(folder):
+            continue
+        if (folder / CONFIG).exists():
+            theirs = _saved_step(folder)
+            if step is None or theirs is None or theirs > step:
+                continue
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def save_checkpoint(
     out: Path | str,
     bundle: Bundle,
@@ -109,27 +159,33 @@ def save_checkpoint(
             _write_json(tmp / STATE, state)
         if (out / METRICS).exists():
             shutil.copy2(out / METRICS, tmp / METRICS)
-        _write_json(tmp / CONFIG, config_dict(bundle))  # last: its presence marks completeness
+        # last, and whole or not at all: its presence marks the folder complete
+        _write_json(tmp / f"{CONFIG}.part", config_dict(bundle))
+        os.rename(tmp / f"{CONFIG}.part", tmp / CONFIG)
         if out.exists():
+            shutil.rmtree(old, ignore_errors=True)  # left by a dead process that had our pid
             os.rename(out, old)
         os.rename(tmp, out)
         shutil.rmtree(old, ignore_errors=True)
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:  # MLX reports a failed write as a RuntimeError
         shutil.rmtree(tmp, ignore_errors=True)
         if old.exists() and not out.exists():
             os.rename(old, out)
-        raise CheckpointError(f"could not write checkpoint {out}: {exc.strerror or exc}") from exc
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise CheckpointError(f"could not write checkpoint {out}: {reason}") from exc
+    _remove_leftovers(out, None if state is None else _saved_step(out))
     return out
 
 
 def resolve(path: Path | str) -> Path:
-    """The folder to load: ``path`` itself, or a complete ``path.old-*`` left by a crash."""
+    """The folder to load: ``path`` itself or, when a crash interrupted a save, the newest
+    complete ``path.old-*`` / ``path.tmp-*`` it left."""
     path = Path(path)
     if (path / CONFIG).exists():
         return path
-    for old in sorted(path.parent.glob(f"{path.name}.old-*")):
-        if (old / CONFIG).exists():
-            return old
+    complete = [p for p in _leftovers(path) if (p / CONFIG).exists()]
+    if complete:
+        return max(complete, key=lambda p: (p / CONFIG).stat().st_mtime_ns)
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}")
     raise CheckpointError(f"{path / CONFIG} is missing")
@@ -199,8 +255,21 @@ def load_checkpoint(path: Path | str) -> Bundle:
 
 
 def load_training_state(path: Path | str) -> tuple[dict, dict[str, mx.array]]:
-    """``state.json`` and the optimizer tensors of a checkpoint, for ``--resume``."""
+    """``state.json`` and the optimizer tensors of a checkpoint, for ``--resume``.
+
+    If a crash interrupted a save, the checkpoint it fell back to is moved back to ``path``
+    first (an incomplete ``path`` is set aside as a leftover), so training goes on there.
+    """
+    path = Path(path)
     folder = resolve(path)
+    if folder != path:
+        try:
+            if path.exists():
+                os.rename(path, path.parent / f"{path.name}.old-{os.getpid()}")
+            os.rename(folder, path)
+        except OSError as exc:
+            raise CheckpointError(f"cannot move {folder} back to {path}: {exc}") from exc
+        folder = path
     try:
         state = json.loads((folder / STATE).read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -214,18 +283,27 @@ def load_training_state(path: Path | str) -> tuple[dict, dict[str, mx.array]]:
 
 
 def read_metrics(path: Path | str) -> list[dict]:
-    """Rows of ``metrics.jsonl``; a torn or garbled line (from a crash) is skipped."""
+    """Rows of ``metrics.jsonl``; a torn or garbled line (from a crash) is skipped with a
+    warning."""
     file = Path(path) / METRICS
     rows = []
     if not file.exists():
         return rows
+    skipped = 0
     for line in file.read_text(errors="replace").splitlines():
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
+            skipped += 1
             continue
         if isinstance(row, dict):
             rows.append(row)
+    if skipped:
+        lines = "line" if skipped == 1 else "lines"
+        warnings.warn(
+            f"{file}: skipped {skipped} unreadable {lines} (a crash can tear the last one)",
+            stacklevel=2,
+        )
     return rows
 
 
@@ -235,17 +313,22 @@ def list_checkpoints(root: Path | str = "checkpoints") -> dict[str, str | None]:
     root = Path(root)
     if not root.is_dir():
         return found
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        if ".tmp-" in folder.name or ".old-" in folder.name:
-            continue
-        if not any((folder / name).exists() for name in (CONFIG, WEIGHTS)):
-            continue
+    names = set()
+    for folder in (p for p in root.iterdir() if p.is_dir()):
+        leftover = LEFTOVER.fullmatch(folder.name)
+        if leftover:  # listed under its own name when a crash left it as the only copy
+            if (folder / CONFIG).exists():
+                names.add(leftover["name"])
+        elif any((folder / name).exists() for name in (CONFIG, WEIGHTS)):
+            names.add(folder.name)
+    for name in sorted(names):
         try:
+            folder = resolve(root / name)
             read_config(folder)
             _check_safetensors(folder / WEIGHTS)
-            found[folder.name] = None
+            found[name] = None
         except CheckpointError as exc:
-            found[folder.name] = str(exc)
+            found[name] = str(exc)
     return found
 
 
