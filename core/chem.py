@@ -24,6 +24,7 @@ from rdkit.Chem.Draw import rdMolDraw2D
 from rdkit.rdBase import BlockLogs
 
 Mol = Chem.Mol
+MAX_SMILES_CHARS = 500  # longer text is no small molecule; RDKit's descriptors grow ~n² with it
 
 
 class ChemError(ValueError):
@@ -91,12 +92,13 @@ def rdkit_quiet() -> Iterator[None]:
 
 
 def mol_from_smiles(smiles: str) -> Mol | None:
-    """Parse a SMILES string; ``None`` when it is empty, not a string or not a molecule.
+    """Parse a SMILES string; ``None`` when it is empty, not a string, longer than
+    ``MAX_SMILES_CHARS`` or not a molecule.
 
     >>> mol_from_smiles("c1ccccc1").GetNumAtoms(), mol_from_smiles("C1CC")
     (6, None)
     """
-    if not isinstance(smiles, str) or not smiles.strip():
+    if not isinstance(smiles, str) or not smiles.strip() or len(smiles) > MAX_SMILES_CHARS:
         return None
     with rdkit_quiet():
         mol = Chem.MolFromSmiles(smiles)

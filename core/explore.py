@@ -7,6 +7,7 @@ plus a report of the rows that could not be used; a bad row is counted, never fa
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import math
@@ -17,7 +18,14 @@ import numpy as np
 import pandas as pd
 from rdkit import Chem
 
-from core.chem import DESCRIPTORS, canonical_smiles, describe, mol_from_smiles, rdkit_quiet
+from core.chem import (
+    DESCRIPTORS,
+    MAX_SMILES_CHARS,
+    canonical_smiles,
+    describe,
+    mol_from_smiles,
+    rdkit_quiet,
+)
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024  # the Streamlit server refuses bigger files too
 MAX_UPLOAD_ROWS = 5_000  # descriptors cost ~3 ms per molecule (QED and SA dominate)
@@ -194,13 +202,16 @@ def _decode(name: str, data: bytes) -> str:
     if len(data) > MAX_UPLOAD_BYTES:
         size = len(data) / 1024**2
         raise ExploreError(f"{name} is {size:.1f} MB; the limit is {MAX_UPLOAD_BYTES >> 20} MB")
-    if b"\x00" in data[:65536]:
+    # UTF-16 with a byte-order mark: what spreadsheets export as "Unicode text"
+    encoding = "utf-16" if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "utf-8-sig"
+    if encoding != "utf-16" and b"\x00" in data[:65536]:
         raise ExploreError(f"{name} looks like a binary file, not a text CSV or SMILES list")
     try:
-        text = data.decode("utf-8-sig")
+        text = data.decode(encoding)
     except UnicodeDecodeError as exc:
+        kind = "UTF-16" if encoding == "utf-16" else "UTF-8"
         raise ExploreError(
-            f"{name} is not UTF-8 text (undecodable byte at position {exc.start}); "
+            f"{name} is not {kind} text (undecodable byte at position {exc.start}); "
             "save it as UTF-8 and upload again"
         ) from None
     if not text.strip():
@@ -277,6 +288,10 @@ def parse_upload(
         text_cell = cell.strip()
         if not text_cell:
             bad.append({"line": line, "input": cell, "reason": "empty"})
+            continue
+        if len(text_cell) > MAX_SMILES_CHARS:
+            reason = f"longer than {MAX_SMILES_CHARS} characters"
+            bad.append({"line": line, "input": text_cell[:200], "reason": reason})
             continue
         mol = mol_from_smiles(text_cell)
         if mol is None:
