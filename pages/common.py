@@ -68,8 +68,13 @@ def safe_checkpoint_name(name: str | None) -> str | None:
     """``name`` if it is a plain folder name under checkpoints/, else None (no ``..``, no /)."""
     if not name or "/" in name or "\\" in name or name.startswith(".") or ".." in name:
         return None
+    if not name.isprintable():  # a NUL (``%00`` in the URL) makes path functions raise
+        return None
     root = checkpoints_root().resolve()
-    return name if (root / name).resolve().parent == root else None
+    try:
+        return name if (root / name).resolve().parent == root else None
+    except (OSError, ValueError):
+        return None
 
 
 def selected_checkpoint() -> str:
