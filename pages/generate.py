@@ -34,10 +34,12 @@ props = [p for p in bundle.properties if p in SHORT]
 
 
 def wide_range(p: str) -> tuple[float, float]:
-    """Bounds of the number input: the data range plus half its width on each side."""
+    """Bounds of the number input: the data range plus half its width on each side, on the
+    0.01 grid (a value rounded to two decimals, as the inputs keep them, stays inside)."""
     lo, hi = bundle.scales[p].lo, bundle.scales[p].hi
     pad = (hi - lo) / 2
-    return (max(0.0, lo - pad) if lo >= 0 else lo - pad), hi + pad
+    low = max(0.0, lo - pad) if lo >= 0 else lo - pad
+    return math.floor(low * 100) / 100, math.ceil((hi + pad) * 100) / 100
 
 
 def slider_range(p: str) -> tuple[float, float]:
