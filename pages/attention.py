@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from core.chem import DESCRIPTOR_LABELS, describe_smiles, mol_to_png
+from core.chem import DESCRIPTOR_LABELS, MAX_SMILES_CHARS, describe_smiles, mol_to_png
 from core.generate import GenerationError
 from core.inspect import (
     InspectError,
@@ -237,7 +237,10 @@ picked = c_pick.selectbox(
     key="att_pick",
 )
 typed = c_type.text_input(
-    "…or type a SMILES", key="att_smiles", placeholder="e.g. CC(=O)Nc1ccc(O)cc1"
+    "…or type a SMILES",
+    key="att_smiles",
+    placeholder="e.g. CC(=O)Nc1ccc(O)cc1",
+    max_chars=MAX_SMILES_CHARS,
 ).strip()
 
 smiles = typed or choices[picked]["smiles"]
