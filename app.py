@@ -115,7 +115,9 @@ def checkpoint_picker() -> None:
         return
     if name not in found:
         fallback = DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT in found else next(iter(found))
-        st.session_state.checkpoint_notice = f"No checkpoint named '{name}'; showing '{fallback}'."
+        st.session_state.checkpoint_notice = (
+            f"No checkpoint named '{name[:40]}'; showing '{fallback}'."
+        )
         st.session_state.checkpoint = fallback
     st.selectbox(
         "Checkpoint",
