@@ -1,0 +1,127 @@
+"""Many users at once on one loaded model.
+
+Streamlit runs each browser tab's script in a thread of its own and shares the model through
+``st.cache_resource``. Here one bundle, loaded once (as ``load_checkpoint`` leaves it: evaluated),
+serves 12 fresh threads that start together on a barrier: batch generation, step-by-step
+decoding as the Generate page does it, and attention maps. Each result must equal what the same
+call gives when the calls run one after another.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from core.checkpoint import load_checkpoint
+from core.data import load_dataset
+from core.generate import generate, generate_step, make_sampler
+from core.inspect import attention_maps, leak_check
+
+N_THREADS = 12
+ROUNDS = 3
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_checkpoints):
+    return load_checkpoint(tiny_checkpoints / "default")
+
+
+@pytest.fixture(scope="module")
+def molecules() -> list[str]:
+    table = load_dataset()
+    return table.selfies[table.selfies.str.len() < 120].head(N_THREADS).tolist()
+
+
+def together(jobs: list[Callable[[], object]], timeout: float = 300) -> list[object]:
+    """Run each job in a new thread, all released at once; their results in order."""
+    barrier = threading.Barrier(len(jobs))
+    results: list[object] = [None] * len(jobs)
+    errors: list[BaseException] = []
+
+    def work(i: int, job: Callable[[], object]) -> None:
+        barrier.wait()
+        try:
+            results[i] = job()
+        except BaseException as exc:  # noqa: BLE001 (reported below, with the thread's index)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i, job)) for i, job in enumerate(jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    assert not any(t.is_alive() for t in threads), "a thread hung"
+    assert not errors, repr(errors[0])
+    return results
+
+
+def targets_of(i: int) -> dict[str, float | None]:
+    return {"logp": [1.0, 2.0, 3.0, None][i % 4], "tpsa": [40.0, 60.0, 80.0][i % 3]}
+
+
+def batch(bundle, i: int) -> list[str]:
+    return generate(bundle, targets_of(i), 4, seed=i, temperature=1.0, top_k=[0, 5][i % 2])
+
+
+def stepwise(bundle, i: int, n_steps: int = 12) -> list[tuple]:
+    """Decode like the Generate page's Step button: one call per symbol, from the prefix."""
+    sampler = make_sampler(temperature=1.0, top_k=10)
+    symbols, seen = [], []
+    for _ in range(n_steps):
+        step = next(
+            generate_step(
+                bundle, targets_of(i), n=1, seed=100 + i, sampler=sampler,
+                prefix="".join(symbols), max_tokens=1, report_top=10, return_attention=True,
+            )
+        )  # fmt: skip
+        token = int(step.tokens[0])
+        seen.append((token, step.top_ids[0].tolist(), step.top_probs[0], step.attention))
+        if token == bundle.tokenizer.eos_id:
+            break
+        symbols.append(bundle.tokenizer.tokens[token])
+    return seen
+
+
+def test_threads_generating_at_once_give_the_sequential_molecules(bundle):
+    expected = [batch(bundle, i) for i in range(N_THREADS)]
+    assert len({tuple(m) for m in expected}) == N_THREADS  # different seeds, different output
+    for _ in range(ROUNDS):
+        got = together([lambda i=i: batch(bundle, i) for i in range(N_THREADS)])
+        assert got == expected
+
+
+def test_threads_stepping_at_once_give_the_sequential_steps(bundle):
+    expected = [stepwise(bundle, i) for i in range(N_THREADS)]
+    got = together([lambda i=i: stepwise(bundle, i) for i in range(N_THREADS)])
+    for mine, theirs in zip(got, expected, strict=True):
+        assert [s[:2] for s in mine] == [s[:2] for s in theirs]
+        for (_, _, probs, attn), (_, _, want_probs, want_attn) in zip(mine, theirs, strict=True):
+            assert np.array_equal(probs, want_probs)
+            assert all(np.array_equal(a, b) for a, b in zip(attn, want_attn, strict=True))
+
+
+def test_attention_maps_and_generation_mixed_across_threads(bundle, molecules):
+    def maps(i: int):
+        found = attention_maps(bundle, molecules[i], targets_of(i))
+        return found.decoder + found.encoder + [found.z]
+
+    def leak(i: int):
+        report = leak_check(bundle, molecules[i], 2, targets_of(i))
+        return report.row_delta, report.max_before
+
+    jobs: list[Callable[[], object]] = []
+    for i in range(N_THREADS):
+        jobs.append([lambda i=i: maps(i), lambda i=i: batch(bundle, i), lambda i=i: leak(i)][i % 3])
+    expected = [job() for job in jobs]
+    for _ in range(ROUNDS):
+        got = together(jobs)
+        for i, (mine, theirs) in enumerate(zip(got, expected, strict=True)):
+            if i % 3 == 0:
+                assert all(np.array_equal(a, b) for a, b in zip(mine, theirs, strict=True))
+            elif i % 3 == 1:
+                assert mine == theirs
+            else:
+                assert np.array_equal(mine[0], theirs[0]) and mine[1] == theirs[1]
