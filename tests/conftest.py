@@ -26,8 +26,10 @@ def make_tiny_checkpoint(folder, seed: int = 0) -> Bundle:
     train = table[table.split == "train"]
     scales = {
         p: PropertyScale(
-            float(train[p].mean()), float(train[p].std()),
-            float(train[p].quantile(0.005)), float(train[p].quantile(0.995)),
+            float(train[p].mean()),
+            float(train[p].std()),
+            float(train[p].quantile(0.005)),
+            float(train[p].quantile(0.995)),
         )  # fmt: skip
         for p in args.properties
     }
@@ -59,3 +61,15 @@ def use_tiny_checkpoints(tiny_checkpoints, monkeypatch):
     """Point the dashboard at the tiny checkpoints (env var read by pages/common.py)."""
     monkeypatch.setenv("MOLSCOPE_CHECKPOINTS", str(tiny_checkpoints))
     return tiny_checkpoints
+
+
+@pytest.fixture
+def fresh_app():
+    """Empty Streamlit caches, and AppTest kept on ``st.navigation`` across page switches."""
+    import streamlit as st
+    from browser_util import v2_navigation
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    with v2_navigation():
+        yield

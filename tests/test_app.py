@@ -6,19 +6,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-import streamlit as st
-from browser_util import app_test, v2_navigation
+from browser_util import app_test
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def fresh_app():
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    with v2_navigation():
-        yield
+pytestmark = pytest.mark.usefixtures("fresh_app")
 
 
 @pytest.fixture

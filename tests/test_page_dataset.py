@@ -5,19 +5,12 @@ from __future__ import annotations
 import re
 
 import pytest
-import streamlit as st
-from browser_util import app_test, v2_navigation
+from browser_util import app_test
 
 from core.data import load_dataset
 from core.explore import filter_ranges
 
-
-@pytest.fixture(autouse=True)
-def fresh_app():
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    with v2_navigation():
-        yield
+pytestmark = pytest.mark.usefixtures("fresh_app")
 
 
 @pytest.fixture

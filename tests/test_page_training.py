@@ -9,18 +9,11 @@ import subprocess
 import sys
 
 import pytest
-import streamlit as st
-from browser_util import app_test, v2_navigation
+from browser_util import app_test
 
 from core import runs
 
-
-@pytest.fixture(autouse=True)
-def fresh_app():
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    with v2_navigation():
-        yield
+pytestmark = pytest.mark.usefixtures("fresh_app")
 
 
 @pytest.fixture
