@@ -9,8 +9,10 @@ call gives when the calls run one after another.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,3 +127,25 @@ def test_attention_maps_and_generation_mixed_across_threads(bundle, molecules):
                 assert mine == theirs
             else:
                 assert np.array_equal(mine[0], theirs[0]) and mine[1] == theirs[1]
+
+
+def os_threads() -> int:
+    """Threads of this process, as the kernel counts them (MLX's own included)."""
+    status = Path("/proc/self/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("Threads:")).split()[1])
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="counts threads in /proc")
+@pytest.mark.xfail(
+    strict=True,
+    reason="MLX 0.32 keeps a stream and its scheduler thread for every Python thread that "
+    "evaluates; Streamlit runs each script run in a new thread (docs/reliability.md)",
+)
+def test_short_lived_threads_leave_no_threads_behind(bundle):
+    """What a server sees: every Step click is a script run in a thread that then ends."""
+    before = os_threads()
+    for i in range(20):
+        thread = threading.Thread(target=batch, args=(bundle, i))
+        thread.start()
+        thread.join()
+    assert os_threads() - before < 5
