@@ -17,8 +17,7 @@ from pathlib import Path
 import mlx.core as mx
 import pytest
 import selfies as sf
-import streamlit as st
-from browser_util import app_test, v2_navigation
+from browser_util import app_test
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 from tiny import SELFIES, tiny_bundle
@@ -197,12 +196,9 @@ def test_any_upload_gives_a_report_or_one_explore_error(name, data):
 
 
 @pytest.fixture
-def dashboard(use_tiny_checkpoints, tmp_path, monkeypatch):
+def dashboard(use_tiny_checkpoints, tmp_path, monkeypatch, fresh_app):
     monkeypatch.setenv("MOLSCOPE_RUNS", str(tmp_path / "runs"))
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    with v2_navigation():
-        yield use_tiny_checkpoints
+    return use_tiny_checkpoints
 
 
 def test_bad_uploads_on_the_dataset_page_give_one_error(dashboard):

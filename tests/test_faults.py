@@ -29,8 +29,7 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 import pytest
-import streamlit as st
-from browser_util import app_test, v2_navigation
+from browser_util import app_test
 from mlx.utils import tree_flatten
 from tiny import tiny_bundle
 
@@ -448,7 +447,7 @@ DAMAGES = {  # what is done to a copy of the tiny checkpoint -> words the error 
 
 
 @pytest.fixture
-def dashboard(tiny_checkpoints, tmp_path, monkeypatch):
+def dashboard(tiny_checkpoints, tmp_path, monkeypatch, fresh_app):
     """A checkpoints folder with the tiny ``default`` (and a crash's leftovers beside it)."""
     root = tmp_path / "checkpoints"
     shutil.copytree(tiny_checkpoints / "default", root / "default")
@@ -456,10 +455,7 @@ def dashboard(tiny_checkpoints, tmp_path, monkeypatch):
     (root / "default.tmp-99999" / CONFIG).unlink()  # a write that was cut short
     monkeypatch.setenv("MOLSCOPE_CHECKPOINTS", str(root))
     monkeypatch.setenv("MOLSCOPE_RUNS", str(tmp_path / "runs"))
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    with v2_navigation():
-        yield root
+    return root
 
 
 def page_errors(at) -> str:
