@@ -439,8 +439,10 @@ def step_by_step() -> None:
     if reset:
         st.session_state.gen_run = fresh_run()
         st.rerun()
-    if step or (playing and not run["done"]):
+    if (step or playing) and not run["done"]:
         take_step(run)
+        if run["done"] and not playing:
+            st.rerun()  # the buttons above were drawn before the end: redraw them off
     if run["done"] and playing:
         run["playing"] = False
         st.rerun()
