@@ -217,6 +217,29 @@ def test_bad_uploads_on_the_dataset_page_give_one_error(dashboard):
     assert any("3,000" in e.label for e in at.expander)  # the rows that could not be used
 
 
+def test_step_is_off_as_soon_as_the_molecule_is_finished(tiny_checkpoints, tmp_path, monkeypatch):
+    """A model that always writes [EOS]: the Step that finishes must leave Step and Play off
+    (a second click would decode past the end)."""
+    import mlx.core as mx
+
+    from core.checkpoint import load_checkpoint, save_checkpoint
+
+    bundle = load_checkpoint(tiny_checkpoints / "default")
+    decoder, eos = bundle.model.decoder, bundle.tokenizer.eos_id
+    decoder.norm.weight = mx.zeros_like(decoder.norm.weight)  # the head sees a constant vector
+    decoder.norm.bias = mx.ones_like(decoder.norm.bias)
+    decoder.head.weight = mx.zeros_like(decoder.head.weight).at[eos].add(1.0)
+    save_checkpoint(tmp_path / "checkpoints" / "default", bundle)
+    monkeypatch.setenv("MOLSCOPE_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    monkeypatch.setenv("MOLSCOPE_RUNS", str(tmp_path / "runs"))
+    at = app_test().run()
+    at.switch_page("pages/generate.py").run()
+    at.button(key="gen_step").click().run()
+    assert not at.exception and at.session_state.gen_run["done"]
+    assert at.button(key="gen_step").disabled and at.button(key="gen_play").disabled
+    assert at.session_state.gen_run["chosen"] == [eos]
+
+
 def toasts(at) -> str:
     return "\n".join(t.value for t in at.toast)
 
