@@ -249,7 +249,9 @@ def _append_metrics(out: Path, row: dict) -> None:
 def _truncate_metrics(out: Path, step: int) -> None:
     """Drop rows logged after the checkpoint being resumed (they will be logged again)."""
     rows = [r for r in read_metrics(out) if r.get("step", 0) <= step]
-    (out / METRICS).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tmp = out / f"{METRICS}.tmp-{os.getpid()}"
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    os.replace(tmp, out / METRICS)  # a kill mid-write never empties the run's history
 
 
 class StopFlag:
@@ -292,7 +294,12 @@ def train(opts: argparse.Namespace, world: World | None = None) -> Path:
         if world.is_main:
             _truncate_metrics(out, start_step)
     else:
-        if (out / "config.json").exists() and not opts.overwrite:
+        try:
+            resolve(out)  # also finds a complete copy left between the renames of a swap
+            has_checkpoint = True
+        except CheckpointError:
+            has_checkpoint = False
+        if has_checkpoint and not opts.overwrite:
             raise TrainingError(f"{out} already holds a checkpoint: pass --resume or --overwrite")
         targs = TrainArgs(
             batch_size=opts.batch_size, lr=opts.lr, warmup=opts.warmup, clip=opts.clip,
