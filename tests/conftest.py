@@ -73,3 +73,16 @@ def fresh_app():
     st.cache_resource.clear()
     with v2_navigation():
         yield
+
+
+def run_page(path: str):
+    """A page script run once under AppTest with empty Streamlit caches, without exceptions."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(path, default_timeout=60)
+    at.run()
+    assert not at.exception
+    return at

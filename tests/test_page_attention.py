@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
+from conftest import run_page
 from streamlit.testing.v1 import AppTest
 
 from core.chem import describe_smiles
@@ -33,12 +33,7 @@ def tick_labels(at: AppTest) -> list[str]:
 
 @pytest.fixture
 def app(use_tiny_checkpoints):
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.run()
-    assert not at.exception
-    return at
+    return run_page(PAGE)
 
 
 def metric(at: AppTest, label: str) -> str:

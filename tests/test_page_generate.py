@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from conftest import run_page
 from streamlit.testing.v1 import AppTest
 
 from core.checkpoint import load_checkpoint
@@ -31,12 +32,7 @@ def running_points(at: AppTest) -> list[int]:
 
 @pytest.fixture
 def app(use_tiny_checkpoints):
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.run()
-    assert not at.exception
-    return at
+    return run_page(PAGE)
 
 
 def step(at: AppTest, times: int = 1) -> None:
