@@ -19,6 +19,7 @@ from core.inspect import (
     readable_selfies,
     uniform_share,
 )
+from core.pool import on_pool
 from pages.common import require_bundle, require_dataset
 
 N_CHOICES = 36  # dataset molecules offered in the picker
@@ -273,7 +274,7 @@ with c_targets:
 
 try:
     selfies, flattened = readable_selfies(bundle, smiles)
-    maps = attention_maps(bundle, selfies, targets)
+    maps = on_pool(attention_maps, bundle, selfies, targets)
 except (InspectError, GenerationError) as exc:
     st.error(f"The model cannot read this molecule: {exc}")
     st.stop()
@@ -392,7 +393,7 @@ with tab_leak:
         format_func=lambda i: f"{i + 1}: {symbols[i]}",
         key="att_leak_position",
     )
-    report = leak_check(bundle, selfies, position, targets)
+    report = on_pool(leak_check, bundle, selfies, position, targets)
     c1, c2, c3 = st.columns(3)
     c1.metric(
         "Earlier positions: max |Δ logit|",

@@ -13,6 +13,7 @@ import streamlit as st
 import core  # noqa: F401  (fast BLAS before mlx)
 from core.checkpoint import Bundle, CheckpointError, list_checkpoints, load_checkpoint
 from core.data import DEFAULT_DATA, DataError, load_dataset
+from core.pool import on_pool
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,7 +51,7 @@ def cached_bundle(folder: str, mtime: float) -> Bundle:
 
     ``mtime`` (of its weights) is part of the cache key, so a retrained checkpoint reloads.
     """
-    return load_checkpoint(folder)
+    return on_pool(load_checkpoint, folder)
 
 
 @st.cache_data(show_spinner="Loading the dataset…")

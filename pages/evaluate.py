@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +15,7 @@ import streamlit as st
 import core.evaluate
 from core.chem import describe_smiles, mol_to_png, selfies_to_smiles
 from core.inspect import InspectError, interpolate, molecule_ids
+from core.pool import on_pool, submit
 from pages.common import require_bundle, require_dataset
 
 RESULT = "evaluation.json"
@@ -49,9 +51,16 @@ def load_result(path: Path) -> dict | None:
 def recompute(n: int) -> None:
     """Run ``core.evaluate`` with a progress bar and save the result next to the weights."""
     bar = st.progress(0.0, text="Starting…")
-    result = core.evaluate.evaluate(
-        bundle, n=n, progress=lambda f, message: bar.progress(min(f, 1.0), text=message)
-    )
+    latest = {"f": 0.0, "text": "Starting…"}  # written by the pool thread, drawn here
+
+    def note(f: float, message: str) -> None:
+        latest.update(f=min(f, 1.0), text=message)
+
+    job = submit(core.evaluate.evaluate, bundle, n=n, progress=note)
+    while not job.done():
+        bar.progress(latest["f"], text=latest["text"])
+        time.sleep(0.25)
+    result = job.result()
     tmp = result_file.with_name(RESULT + ".partial")
     try:
         tmp.write_text(json.dumps(result, indent=2))
@@ -332,7 +341,7 @@ def interpolation_view() -> None:
     b = c_b.selectbox("To", choices, index=min(1, len(choices) - 1), key="eval_to")
     steps = c_n.slider("Points", 3, 9, 7, key="eval_steps")
     try:
-        path = interpolate(bundle, a, b, steps)
+        path = on_pool(interpolate, bundle, a, b, steps)
     except InspectError as exc:
         st.error(str(exc))
         return

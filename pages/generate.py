@@ -15,6 +15,7 @@ from core.chem import DESCRIPTOR_LABELS, canonical_smiles, mol_to_png, png_data_
 from core.evaluate import HIT, target_metrics
 from core.generate import GenerationError, generate_step, make_sampler, score
 from core.inspect import partial_properties
+from core.pool import iterate_on_pool, on_pool
 from pages.common import cached_dataset, require_bundle, require_dataset, url_float, url_int
 
 SHORT = {"logp": "LogP", "tpsa": "TPSA"}
@@ -307,16 +308,18 @@ if st.session_state.get("gen_run", {}).get("settings") != settings:
 
 def take_step(run: dict) -> None:
     """Decode one more symbol, continuing exactly as an uninterrupted run with this seed."""
-    step = next(
-        generate_step(
-            bundle,
-            targets,
-            n=1,
-            seed=int(seed),
-            sampler=sampler,
-            prefix="".join(run["symbols"]),
-            max_tokens=1,
-            report_top=report_top,
+    step = on_pool(
+        lambda: next(
+            generate_step(
+                bundle,
+                targets,
+                n=1,
+                seed=int(seed),
+                sampler=sampler,
+                prefix="".join(run["symbols"]),
+                max_tokens=1,
+                report_top=report_top,
+            )
         )
     )
     token = int(step.tokens[0])
@@ -489,7 +492,10 @@ def run_batch(n: int) -> pd.DataFrame:
     """``n`` molecules at the current settings (the same as ``core.generate`` with this seed)."""
     bar = st.progress(0.0, text="Decoding…")
     rows = []
-    for step in generate_step(bundle, targets, n=n, seed=int(seed), sampler=sampler, report_top=1):
+    steps = iterate_on_pool(
+        generate_step, bundle, targets, n=n, seed=int(seed), sampler=sampler, report_top=1
+    )
+    for step in steps:
         rows.append(step.tokens)
         finished = int(step.done.sum())
         bar.progress(

@@ -21,6 +21,7 @@ from core.checkpoint import load_checkpoint
 from core.data import load_dataset
 from core.generate import generate, generate_step, make_sampler
 from core.inspect import attention_maps, leak_check
+from core.pool import POOL_SIZE, iterate_on_pool, on_pool, on_pool_thread
 
 N_THREADS = 12
 ROUNDS = 3
@@ -139,13 +140,48 @@ def os_threads() -> int:
 @pytest.mark.xfail(
     strict=True,
     reason="MLX 0.32 keeps a stream and its scheduler thread for every Python thread that "
-    "evaluates; Streamlit runs each script run in a new thread (docs/reliability.md)",
+    "evaluates; Streamlit runs each script run in a new thread: why core.pool exists",
 )
-def test_short_lived_threads_leave_no_threads_behind(bundle):
-    """What a server sees: every Step click is a script run in a thread that then ends."""
+def test_short_lived_threads_calling_mlx_directly_leave_threads_behind(bundle):
+    """What a server would see without core.pool: every click a thread that then ends."""
     before = os_threads()
     for i in range(20):
         thread = threading.Thread(target=batch, args=(bundle, i))
         thread.start()
         thread.join()
     assert os_threads() - before < 5
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="counts threads in /proc")
+def test_short_lived_threads_going_through_the_pool_leave_no_threads_behind(bundle):
+    """The dashboard's way: each script-run thread hands its model call to core.pool."""
+    on_pool(batch, bundle, 0)  # the pool's threads and their streams exist from here on
+    for _ in range(2):  # POOL_SIZE calls at once: every pool thread is started
+        together([lambda i=i: on_pool(batch, bundle, i) for i in range(POOL_SIZE)])
+    before = os_threads()
+    results = []
+    for i in range(30):
+        thread = threading.Thread(target=lambda i=i: results.append(on_pool(batch, bundle, i)))
+        thread.start()
+        thread.join()
+    assert os_threads() - before <= 1
+    assert results == [batch(bundle, i) for i in range(30)]
+
+
+def test_pool_iterates_a_generator_like_a_direct_loop(bundle):
+    def steps():
+        return generate_step(bundle, targets_of(1), n=3, seed=5, report_top=2)
+
+    direct = [(s.tokens.tolist(), s.top_ids.tolist()) for s in steps()]
+    pooled = [(s.tokens.tolist(), s.top_ids.tolist()) for s in iterate_on_pool(steps)]
+    assert pooled == direct
+    first = next(iter_ := iterate_on_pool(steps))  # stopping early closes the generator
+    iter_.close()
+    assert first.tokens.tolist() == direct[0][0]
+
+
+def test_pool_passes_errors_back_and_allows_nested_calls():
+    with pytest.raises(ZeroDivisionError):
+        on_pool(lambda: 1 / 0)
+    assert on_pool(lambda: on_pool(lambda: on_pool_thread())) is True
+    assert not on_pool_thread()
