@@ -28,6 +28,7 @@ from pathlib import Path
 
 from bench.decode import decode_with_cache, decode_without_cache, generate_batch
 from bench.workload import (
+    CHECKPOINT_ENV,
     ROOT,
     Workload,
     alternate,
@@ -467,6 +468,10 @@ def table(r: dict) -> str:
 def main(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("torch") is None:
         raise BenchError(f"PyTorch is not installed (benchmark only): run `{INSTALL_HINT}`")
+    if args.checkpoint:  # read by bench.workload here and in the worker processes
+        if not Path(args.checkpoint).is_dir():
+            raise BenchError(f"--checkpoint {args.checkpoint}: no such folder")
+        os.environ[CHECKPOINT_ENV] = str(Path(args.checkpoint).resolve())
     results = benchmark(args.quick, args.minutes)
     out = Path(args.out) if args.out else RESULTS / ("quick.json" if args.quick else "latest.json")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -487,6 +492,9 @@ if __name__ == "__main__":
         "--minutes",
         type=float,
         help="time budget (default 8.5, quick 0.75): past it, each measurement keeps its minimum",
+    )
+    parser.add_argument(
+        "--checkpoint", help="benchmark this checkpoint's model (default: checkpoints/default)"
     )
     parser.add_argument(
         "--out", help="JSON file to write (default bench/results/latest.json, or quick.json)"

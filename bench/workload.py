@@ -1,14 +1,15 @@
 """What the benchmark measures: the model configuration, one real training batch, and the MLX
 training step, shared by ``bench.run`` and its subprocesses (``bench.workers``).
 
-The architecture is the default checkpoint's (``checkpoints/default/config.json``) when there
-is one, else ``ModelArgs`` defaults with the data set's vocabulary; ``quick`` swaps in a tiny
-configuration so the whole harness runs in seconds.
+The architecture is the default checkpoint's (``checkpoints/default/config.json``, or the
+folder in ``MOLSCOPE_BENCH_CHECKPOINT``) when there is one, else ``ModelArgs`` defaults with the
+data set's vocabulary; ``quick`` swaps in a tiny configuration so the whole harness runs in seconds.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -27,6 +28,7 @@ from core.train import TrainArgs, make_optimizer, make_train_step, property_scal
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINT = ROOT / "checkpoints" / "default"
+CHECKPOINT_ENV = "MOLSCOPE_BENCH_CHECKPOINT"  # another folder (``bench.run --checkpoint``)
 BATCH_SIZE = 128  # molecules per training step, as core.train's default
 QUICK_BATCH_SIZE = 16
 QUICK_MODEL = dict(
@@ -67,6 +69,14 @@ def _untrained_bundle(train_rows, overrides: dict) -> Bundle:
     return Bundle(model, tokenizer, args, scales, {"note": "untrained, for benchmarking"})
 
 
+def _shown(folder: Path) -> str:
+    """``folder`` relative to the repository when it is inside it."""
+    try:
+        return str(folder.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(folder)
+
+
 def build_workload(quick: bool = False) -> Workload:
     """The benchmark's model and its median-sized real training batch.
 
@@ -81,7 +91,8 @@ def build_workload(quick: bool = False) -> Workload:
         bundle, source = _untrained_bundle(train_rows, QUICK_MODEL), "quick (tiny)"
     else:
         try:
-            bundle, source = load_checkpoint(DEFAULT_CHECKPOINT), "checkpoints/default"
+            folder = Path(os.environ.get(CHECKPOINT_ENV, DEFAULT_CHECKPOINT))
+            bundle, source = load_checkpoint(folder), _shown(folder)
         except CheckpointError:
             bundle, source = _untrained_bundle(train_rows, {}), "ModelArgs defaults"
     args = bundle.args

@@ -10,6 +10,7 @@ number of MLX streams stays bounded however many clicks a server sees.
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -44,17 +45,53 @@ def submit(fn: Callable[..., T], /, *args, **kwargs) -> Future[T]:
     return _pool.submit(fn, *args, **kwargs)
 
 
-def iterate_on_pool(make: Callable[..., Iterator[T]], /, *args, **kwargs) -> Iterator[T]:
-    """The items of the iterator ``make(*args, **kwargs)``, each one computed on the pool.
+def iterate_on_pool(
+    make: Callable[..., Iterator[T]], /, *args, idle_timeout: float = 600.0, **kwargs
+) -> Iterator[T]:
+    """The items of the iterator ``make(*args, **kwargs)``, all computed on one pool thread.
 
-    For generators such as ``core.generate.generate_step``: the caller may stop early, and
-    the generator is closed on the pool (its ``finally`` blocks run there too).
+    One thread for the whole iteration, because MLX ties an unevaluated array to the thread
+    that built it: a generator may keep such arrays between its items. The pool thread makes
+    an item only when asked for it; when the caller stops early (or goes away for
+    ``idle_timeout`` seconds) the iterator is closed there, so its ``finally`` blocks run.
     """
-    it = on_pool(make, *args, **kwargs)
+    if on_pool_thread():
+        yield from make(*args, **kwargs)
+        return
+    asks: queue.Queue[bool] = queue.Queue()
+    answers: queue.Queue[tuple[str, object]] = queue.Queue()
+
+    def serve() -> None:
+        it = make(*args, **kwargs)
+        try:
+            while True:
+                try:
+                    if not asks.get(timeout=idle_timeout):
+                        return
+                except queue.Empty:
+                    return
+                try:
+                    item = next(it, _DONE)
+                except BaseException as exc:  # noqa: BLE001 (raised again in the caller)
+                    answers.put(("error", exc))
+                    return
+                answers.put(("item", item))
+                if item is _DONE:
+                    return
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
+    _pool.submit(serve)
     try:
-        while (item := on_pool(next, it, _DONE)) is not _DONE:
-            yield item
+        while True:
+            asks.put(True)
+            kind, item = answers.get()
+            if kind == "error":
+                raise item  # type: ignore[misc]
+            if item is _DONE:
+                return
+            yield item  # type: ignore[misc]
     finally:
-        close = getattr(it, "close", None)
-        if close is not None:
-            on_pool(close)
+        asks.put(False)

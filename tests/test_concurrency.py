@@ -175,9 +175,33 @@ def test_pool_iterates_a_generator_like_a_direct_loop(bundle):
     direct = [(s.tokens.tolist(), s.top_ids.tolist()) for s in steps()]
     pooled = [(s.tokens.tolist(), s.top_ids.tolist()) for s in iterate_on_pool(steps)]
     assert pooled == direct
-    first = next(iter_ := iterate_on_pool(steps))  # stopping early closes the generator
+    first = next(iter_ := iterate_on_pool(steps))
     iter_.close()
     assert first.tokens.tolist() == direct[0][0]
+
+
+def test_pool_iterates_on_one_thread_and_closes_there():
+    seen, closed = [], threading.Event()
+
+    def numbers():
+        try:
+            for i in range(100):
+                seen.append(threading.current_thread().name)
+                yield i
+                if i == 3:
+                    raise ValueError("four")
+        finally:
+            closed.set()
+
+    early = iterate_on_pool(numbers)
+    assert [next(early), next(early)] == [0, 1]
+    early.close()  # the caller stops early: the generator is closed on its pool thread
+    assert closed.wait(10)
+    assert len(set(seen)) == 1 and seen[0].startswith("molscope-mlx")
+    closed.clear()
+    with pytest.raises(ValueError, match="four"):
+        list(iterate_on_pool(numbers))
+    assert closed.wait(10)
 
 
 def test_pool_passes_errors_back_and_allows_nested_calls():

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The recipe of checkpoints/default (README, "Conditioning quality"): two data-parallel ranks,
+# each pinned to one core with one OpenBLAS thread (the fastest layout on a 2-core machine,
+# docs/distributed.md), started without mlx.launch (its output threads keep half a core busy).
+#   bash bench/quality_train.sh [OUT]            start (OUT defaults to runs/quality)
+#   RESUME=1 bash bench/quality_train.sh [OUT]   continue after a stop (Ctrl+C checkpoints)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-runs/quality}
+DATA=data/full/moses_logp_tpsa.parquet
+[ -f "$DATA" ] || .venv/bin/python -m core.data prepare --descriptors logp,tpsa --out "$DATA"
+mkdir -p runs
+HOSTS=runs/hosts_local2.json
+echo '["127.0.0.1:32423", "127.0.0.1:32424"]' > "$HOSTS"
+export OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE MLX_HOSTFILE=$HOSTS
+ARGS=(--distributed --out "$OUT" --data "$DATA")
+if [ "${RESUME:-0}" = 1 ]; then
+  ARGS+=(--resume)
+else
+  ARGS+=(--total-steps 7000 --batch-size 128 --lr 1.5e-3 --warmup 300
+    --d-model 192 --n-heads 4 --n-layers 4 --d-ff 768
+    --enc-d-model 128 --enc-heads 2 --enc-layers 2 --enc-d-ff 512 --latent-dim 16
+    --beta 0.5 --free-bits 0.1 --kl-anneal 2000 --cond-drop 0.1 --eval-every 500)
+fi
+CORES=$(nproc)
+pids=()
+trap 'kill -INT "${pids[@]}" 2>/dev/null; wait' INT TERM
+for rank in 1 0; do
+  MLX_RANK=$rank nice -n 10 taskset -c $((rank % CORES)) \
+    .venv/bin/python -m core.train "${ARGS[@]}" > "runs/$(basename "$OUT")_rank$rank.log" 2>&1 &
+  pids+=($!)
+done
+wait
