@@ -2,11 +2,13 @@
 # The recipe of checkpoints/default (README, "Conditioning quality"): two data-parallel ranks,
 # each pinned to one core with one OpenBLAS thread (the fastest layout on a 2-core machine,
 # docs/distributed.md), started without mlx.launch (its output threads keep half a core busy).
-#   bash bench/quality_train.sh [OUT]            start (OUT defaults to runs/quality)
-#   RESUME=1 bash bench/quality_train.sh [OUT]   continue after a stop (Ctrl+C checkpoints)
+#   bash bench/quality_train.sh [OUT [ARGS...]]           start (OUT defaults to runs/quality)
+#   RESUME=1 bash bench/quality_train.sh OUT [ARGS...]    continue after a stop (Ctrl+C saves)
+# ARGS go to core.train as they are (e.g. --total-steps N to change the schedule on resume).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/quality}
+shift || true
 DATA=data/full/moses_logp_tpsa.parquet
 [ -f "$DATA" ] || .venv/bin/python -m core.data prepare --descriptors logp,tpsa --out "$DATA"
 mkdir -p runs
@@ -22,6 +24,7 @@ else
     --enc-d-model 128 --enc-heads 2 --enc-layers 2 --enc-d-ff 512 --latent-dim 16
     --beta 0.5 --free-bits 0.1 --kl-anneal 2000 --cond-drop 0.1 --eval-every 500)
 fi
+ARGS+=("$@")
 CORES=$(nproc)
 pids=()
 trap 'kill -INT "${pids[@]}" 2>/dev/null; wait' INT TERM

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,20 +185,25 @@ def generate_step(
     # one key per absolute position: decoding from a prefix of an earlier run's own tokens
     # continues exactly as that run did (the dashboard steps this way)
     keys = mx.random.split(tokens_key, args.max_len)
-    tok = bundle.tokenizer
-    banned = mx.zeros((len(tok),)).at[mx.array([tok.pad_id, tok.bos_id, tok.unk_id])].add(-mx.inf)
+    pick = _picker(bundle, sampler, report_top)
+    # without guidance or attention, positions after the first run as one compiled function
+    # over a fixed-size cache (about 3x less time per token at batch 1 on CPU)
+    fast = None
+    if not guided and not return_attention and limit > 1:
+        fast = _compiled_step(bundle, sampler, report_top)
+    static: tuple[list, list] | None = None
     for index in range(limit):
-        logits = outs[0][0]
-        if guided:
-            logits = outs[1][0] + cfg_scale * (logits - outs[1][0])
-        logits = logits + banned  # never emit [PAD], [BOS] or [UNK]
-        token = sampler(logits, keys[len(prefix_ids) + index])
-        token = mx.where(done, bundle.tokenizer.pad_id, token)
-        probs = sampler.probabilities(logits)
-        k = min(report_top, probs.shape[-1])
-        top_ids = mx.argpartition(-probs, kth=k - 1, axis=-1)[:, :k]  # the k best, unordered
-        top_probs = mx.take_along_axis(probs, top_ids, axis=-1)
-        done = done | (token == bundle.tokenizer.eos_id)
+        if index == 0 or fast is None:
+            logits = outs[0][0]
+            if guided:
+                logits = outs[1][0] + cfg_scale * (logits - outs[1][0])
+            token, top_ids, top_probs, done = pick(logits, keys[len(prefix_ids) + index], done)
+        else:
+            if static is None:
+                static = _static_cache(streams[0][1], model.decoder.pos.weight.shape[0])
+            token, top_ids, top_probs, done, *static = fast(
+                token, mx.array(offset - 1), keys[len(prefix_ids) + index], done, *static
+            )
         attn = [w[:, :, -1] for w in outs[0][1]] if return_attention else []
         mx.eval(token, top_ids, top_probs, done, *attn)
         order = np.argsort(-np.array(top_probs), axis=-1, kind="stable")  # best first
@@ -212,9 +218,62 @@ def generate_step(
         )
         if finished.all() or index == limit - 1:
             return
-        x = model.decoder.embed(token[:, None])  # (n, 1, d)
-        outs = forward(lambda flags, x=x: x, offset)
+        if fast is None:
+            x = model.decoder.embed(token[:, None])  # (n, 1, d)
+            outs = forward(lambda flags, x=x: x, offset)
         offset += 1
+
+
+def _picker(bundle: Bundle, sampler: Sampler, report_top: int):
+    """(logits (B, V), key, done) -> (token, top_ids, top_probs, done): the sampled token
+    ([PAD] once a row is done; [PAD], [BOS] and [UNK] never chosen) and the k most likely
+    tokens, unordered."""
+    tok = bundle.tokenizer
+    banned = mx.zeros((len(tok),)).at[mx.array([tok.pad_id, tok.bos_id, tok.unk_id])].add(-mx.inf)
+    mx.eval(banned)  # evaluated here: a compiled step may run it in another thread
+
+    def pick(logits: mx.array, key: mx.array, done: mx.array):
+        logits = logits + banned
+        token = mx.where(done, tok.pad_id, sampler(logits, key))
+        probs = sampler.probabilities(logits)
+        k = min(report_top, probs.shape[-1])
+        top_ids = mx.argpartition(-probs, kth=k - 1, axis=-1)[:, :k]
+        top_probs = mx.take_along_axis(probs, top_ids, axis=-1)
+        return token, top_ids, top_probs, done | (token == tok.eos_id)
+
+    return pick
+
+
+_COMPILED_LOCK = threading.Lock()
+
+
+def _compiled_step(bundle: Bundle, sampler: Sampler, report_top: int) -> Callable:
+    """``mx.compile`` of (token, pos, key, done, keys, values) -> (token, top_ids, top_probs,
+    done, keys, values): one position of ``Decoder.step`` and ``_picker``. Kept on the model,
+    one per sampler and report size, so it is traced once per batch size."""
+    model = bundle.model
+    with _COMPILED_LOCK:
+        table = model.__dict__.get("_molscope_steps")
+        if table is None:
+            table = {}
+            object.__setattr__(model, "_molscope_steps", table)  # not a parameter
+        fn = table.get((sampler, report_top))
+        if fn is None:
+            decoder, pick = model.decoder, _picker(bundle, sampler, report_top)
+
+            def step(token, pos, rng_key, done, keys, values):
+                logits, keys, values = decoder.step(token, pos, keys, values)
+                return (*pick(logits, rng_key, done), keys, values)
+
+            # the decoder's weights as implicit inputs: a later load_weights is seen
+            fn = table[(sampler, report_top)] = mx.compile(step, inputs=decoder.state)
+    return fn
+
+
+def _static_cache(cache: list[KVCache], size: int) -> tuple[list, list]:
+    """The growing caches copied into fixed-size ones of ``size`` positions."""
+    pad = [(0, 0), (0, 0), (0, size - cache[0].offset), (0, 0)]
+    return [mx.pad(c.keys, pad) for c in cache], [mx.pad(c.values, pad) for c in cache]
 
 
 def generate(

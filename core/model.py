@@ -96,6 +96,19 @@ class Attention(nn.Module):
         y = y.transpose(0, 2, 1, 3).reshape(B, T, D)  # (B, T, D)
         return self.out(y), weights
 
+    def step(self, x: mx.array, pos: mx.array, keys: mx.array, values: mx.array):
+        """One new position ``pos`` (a 0-d array) with a fixed-size cache (B, H, S, Dh): the
+        key/value written at ``pos``, attention over positions <= pos. Shapes never change
+        from one position to the next, so a compiled decoding step is traced once."""
+        B, _, D = x.shape
+        H = self.n_heads
+        qkv = self.qkv(x).reshape(B, 1, 3, H, D // H).transpose(2, 0, 3, 1, 4)
+        keys = mx.slice_update(keys, qkv[1], pos, axes=(2,))
+        values = mx.slice_update(values, qkv[2], pos, axes=(2,))
+        mask = mx.where(mx.arange(keys.shape[2]) <= pos, 0.0, -mx.inf).astype(x.dtype)
+        y = mx.fast.scaled_dot_product_attention(qkv[0], keys, values, scale=self.scale, mask=mask)
+        return self.out(y.transpose(0, 2, 1, 3).reshape(B, 1, D)), keys, values
+
 
 class MLP(nn.Module):
     def __init__(self, dims: int, hidden: int, activation: str):
@@ -122,6 +135,12 @@ class TransformerBlock(nn.Module):
         h, weights = self.attn(self.norm1(x), mask, cache, return_weights)
         x = x + h
         return x + self.mlp(self.norm2(x)), weights
+
+    def step(self, x, pos, keys, values):
+        """``Attention.step`` through the whole block: (x, keys, values) after one position."""
+        h, keys, values = self.attn.step(self.norm1(x), pos, keys, values)
+        x = x + h
+        return x + self.mlp(self.norm2(x)), keys, values
 
 
 class ConditionEmbedding(nn.Module):
@@ -215,6 +234,17 @@ class Decoder(nn.Module):
             x, w = block(x, mask, None if cache is None else cache[i], return_weights)
             weights.append(w)
         return self.head(self.norm(x)), weights
+
+    def step(self, token: mx.array, pos: mx.array, keys: list, values: list):
+        """Logits (B, V) after ``token`` (B,) at absolute position ``pos`` (0-d array), with
+        fixed-size per-layer caches (B, H, S, Dh), S = the position table's size."""
+        x = self.embed(token[:, None]) + mx.take(self.pos.weight, pos, axis=0)
+        new_keys, new_values = [], []
+        for block, k, v in zip(self.blocks, keys, values, strict=True):
+            x, k, v = block.step(x, pos, k, v)
+            new_keys.append(k)
+            new_values.append(v)
+        return self.head(self.norm(x))[:, -1], new_keys, new_values
 
 
 class PropertyHead(nn.Module):

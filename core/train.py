@@ -288,6 +288,11 @@ def train(opts: argparse.Namespace, world: World | None = None) -> Path:
         bundle = load_checkpoint(out)
         state, opt_state = load_training_state(out)
         targs = TrainArgs(**state["train_args"])
+        if opts.total_steps and opts.total_steps != targs.total_steps:
+            # a new schedule length from here on (e.g. to finish within the time left)
+            if world.is_main:
+                print(f"note: LR schedule {targs.total_steps} -> {opts.total_steps} steps")
+            targs.total_steps = opts.total_steps
         if opts.max_steps and opts.max_steps > targs.total_steps:
             targs.total_steps = opts.max_steps
         start_step = int(state["step"])
@@ -496,7 +501,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in total")
     p.add_argument(
-        "--total-steps", type=int, help="length of the LR schedule (default: --max-steps or 10k)"
+        "--total-steps",
+        type=int,
+        help="length of the LR schedule (default: --max-steps or 10k); with --resume, a new length",
     )
     p.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this long")
     p.add_argument("--limit", type=int, help="use only the first N molecules of each split")

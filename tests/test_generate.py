@@ -81,3 +81,50 @@ def test_decoding_from_own_prefix_continues_identically(bundle):
             assert generate(bundle, {"tpsa": 70.0}, 1, seed=seed, prefix=prefix)[0] == full
             checked += 1
     assert checked > 10
+
+
+@pytest.mark.parametrize(
+    ("n", "sampler", "prefix"),
+    [
+        (1, make_sampler(1.0), ""),
+        (5, make_sampler(0.7, 3), "[C]"),
+        (3, make_sampler(1.0, 0, 0.8), ""),
+    ],
+)
+def test_compiled_fixed_cache_steps_equal_the_eager_growing_cache(bundle, n, sampler, prefix):
+    """Positions after the first run compiled over a fixed-size cache, unless attention is
+    asked for (then eagerly, with the growing cache): both give the same tokens and reports."""
+    targets = {"logp": 1.0}
+
+    def run(attention: bool, seed: int):
+        return [
+            (s.tokens, s.top_ids, s.top_probs, s.done)
+            for s in generate_step(
+                bundle, targets, n=n, seed=seed, sampler=sampler, prefix=prefix,
+                report_top=3, return_attention=attention,
+            )
+        ]  # fmt: skip
+
+    lengths = []
+    for seed in range(6):
+        fast, eager = run(False, seed), run(True, seed)
+        lengths.append(len(fast))
+        assert len(fast) == len(eager)
+        for a, b in zip(fast, eager, strict=True):
+            assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert max(lengths) > 3  # the compiled steps did run
+
+
+def test_compiled_step_sees_new_weights():
+    one, other = tiny_bundle(seed=1), tiny_bundle(seed=2)
+    sampler = make_sampler(1.0)
+
+    def decode(b):
+        steps = generate_step(b, {}, n=2, seed=0, sampler=sampler, prefix="[C][C]")
+        return [s.top_probs for s in steps]
+
+    before = decode(one)
+    one.model.update(other.model.parameters())  # as load_weights does, in place
+    after, reference = decode(one), decode(other)
+    assert all(np.array_equal(a, b) for a, b in zip(after, reference, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(before, after, strict=False))
