@@ -16,6 +16,7 @@ from core.model import count_parameters
 from core.runs import checkpoint_step
 from pages.common import (
     DEFAULT_CHECKPOINT,
+    FRAME_KEY,
     available_checkpoints,
     cached_bundle,
     checkpoints_root,
@@ -150,4 +151,5 @@ navigation = st.navigation(
 )
 with st.sidebar:
     checkpoint_picker()
+st.session_state[FRAME_KEY] = True  # pages/common.ensure_app_frame: this run has the frame
 navigation.run()

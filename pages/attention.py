@@ -20,7 +20,9 @@ from core.inspect import (
     uniform_share,
 )
 from core.pool import on_pool
-from pages.common import require_bundle, require_dataset
+from pages.common import ensure_app_frame, require_bundle, require_dataset
+
+ensure_app_frame()
 
 N_CHOICES = 36  # dataset molecules offered in the picker
 MASKED = "#d4d4d4"  # cells the causal mask hides: grey, never a colour of the scale

@@ -36,6 +36,26 @@ def _leave_pages_folder_mode() -> None:
 
 _leave_pages_folder_mode()
 
+FRAME_KEY = "_molscope_frame"  # set by app.py before it runs the page
+
+
+def ensure_app_frame() -> None:
+    """Rerun once through app.py if this page started in the legacy pages-folder mode.
+
+    ``_leave_pages_folder_mode`` switches that mode off for the server, but tabs whose first
+    run had already started in it (several tabs opening at once on a fresh server) would keep
+    a page without the sidebar: their Step clicks are fragment runs, which never rerun app.py.
+    A page run on its own (``AppTest`` on the page file) has no app.py to go through.
+    """
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None or Path(ctx.main_script_path).name != "app.py":
+        return
+    if not st.session_state.get(FRAME_KEY):
+        st.session_state[FRAME_KEY] = True  # once per session, whatever happens next
+        st.rerun()
+
 
 def checkpoints_root() -> Path:
     """The folder holding checkpoints (``MOLSCOPE_CHECKPOINTS`` overrides, e.g. in tests)."""

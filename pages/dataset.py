@@ -28,7 +28,9 @@ from core.explore import (
     parse_upload,
     substructure_search,
 )
-from pages.common import checkpoints_root, require_dataset, selected_checkpoint
+from pages.common import checkpoints_root, ensure_app_frame, require_dataset, selected_checkpoint
+
+ensure_app_frame()
 
 FILTERS = {  # name -> (slider label, step, number format)
     "logp": ("LogP", 0.1, "%.1f"),

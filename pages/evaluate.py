@@ -16,7 +16,9 @@ import core.evaluate
 from core.chem import describe_smiles, mol_to_png, selfies_to_smiles
 from core.inspect import InspectError, interpolate, molecule_ids
 from core.pool import on_pool, submit
-from pages.common import require_bundle, require_dataset
+from pages.common import ensure_app_frame, require_bundle, require_dataset
+
+ensure_app_frame()
 
 RESULT = "evaluation.json"
 SHORT = {"logp": "LogP", "tpsa": "TPSA"}

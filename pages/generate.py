@@ -16,7 +16,16 @@ from core.evaluate import HIT, target_metrics
 from core.generate import GenerationError, generate_step, make_sampler, score
 from core.inspect import partial_properties
 from core.pool import iterate_on_pool, on_pool
-from pages.common import cached_dataset, require_bundle, require_dataset, url_float, url_int
+from pages.common import (
+    cached_dataset,
+    ensure_app_frame,
+    require_bundle,
+    require_dataset,
+    url_float,
+    url_int,
+)
+
+ensure_app_frame()
 
 SHORT = {"logp": "LogP", "tpsa": "TPSA"}
 UNITS = {"logp": "", "tpsa": " Å²"}

@@ -10,7 +10,9 @@ import streamlit as st
 
 from core.checkpoint import read_metrics
 from core.runs import checkpoint_step
-from pages.common import checkpoints_root, selected_checkpoint
+from pages.common import checkpoints_root, ensure_app_frame, selected_checkpoint
+
+ensure_app_frame()
 
 ROOT = Path(__file__).resolve().parent.parent
 EVALUATION = "evaluation.json"

@@ -15,7 +15,14 @@ import streamlit as st
 from core import runs
 from core.checkpoint import METRICS, read_metrics
 from core.data import DEFAULT_DATA, FULL_DATA
-from pages.common import available_checkpoints, checkpoints_root, selected_checkpoint
+from pages.common import (
+    available_checkpoints,
+    checkpoints_root,
+    ensure_app_frame,
+    selected_checkpoint,
+)
+
+ensure_app_frame()
 
 TRAIN_METRICS = {
     "loss": "Total loss (per token)",
