@@ -161,11 +161,14 @@ def save_checkpoint(
             shutil.copy2(out / METRICS, tmp / METRICS)
         # last, and whole or not at all: its presence marks the folder complete
         _write_json(tmp / f"{CONFIG}.part", config_dict(bundle))
+        _sync_files(tmp)  # on disk before the folder can be taken as complete (power loss)
         os.rename(tmp / f"{CONFIG}.part", tmp / CONFIG)
+        _sync_path(tmp)
         if out.exists():
             shutil.rmtree(old, ignore_errors=True)  # left by a dead process that had our pid
             os.rename(out, old)
         os.rename(tmp, out)
+        _sync_path(out.parent)
         shutil.rmtree(old, ignore_errors=True)
     except (OSError, RuntimeError) as exc:  # MLX reports a failed write as a RuntimeError
         shutil.rmtree(tmp, ignore_errors=True)
@@ -175,6 +178,22 @@ def save_checkpoint(
         raise CheckpointError(f"could not write checkpoint {out}: {reason}") from exc
     _remove_leftovers(out, None if state is None else _saved_step(out))
     return out
+
+
+def _sync_path(path: Path) -> None:
+    """``fsync`` one file or folder (a folder: its entries, e.g. after a rename)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_files(folder: Path) -> None:
+    """``fsync`` every file in ``folder``."""
+    for item in folder.iterdir():
+        if item.is_file():
+            _sync_path(item)
 
 
 def resolve(path: Path | str) -> Path:

@@ -1,6 +1,7 @@
 """Checkpoints: save -> load gives identical outputs; corrupt files give one clear error."""
 
 import json
+from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
@@ -89,3 +90,30 @@ def test_read_only_target_keeps_previous_checkpoint(tmp_path):
         load_checkpoint(tmp_path / "ro" / "ck")
     finally:
         (tmp_path / "ro").chmod(0o700)
+
+
+def test_files_and_folders_reach_the_disk_before_the_swap(tmp_path, monkeypatch):
+    """Every file is fsynced before config.json makes the folder complete, and the parent
+    folder after the swap (so a power cut leaves the old or the new checkpoint, whole)."""
+    import os
+
+    synced: list[str] = []
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    def rename(src, dst) -> None:
+        synced.append(f"rename {Path(src).name} -> {Path(dst).name}")
+        real_rename(src, dst)
+
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("reads file names from /proc")
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    save_checkpoint(tmp_path / "ck", tiny_bundle(), state={"step": 1})
+    names = [Path(s).name for s in synced]
+    complete = names.index("rename config.json.part -> config.json")
+    assert {"model.safetensors", "state.json", "config.json.part"} <= set(names[:complete])
+    assert names[-1] == tmp_path.name  # the parent folder, after `ck.tmp-PID -> ck`
