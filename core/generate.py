@@ -201,8 +201,10 @@ def generate_step(
         else:
             if static is None:
                 static = _static_cache(streams[0][1], model.decoder.pos.weight.shape[0])
+            # the token goes in at position offset - 1; the step takes the key of index
+            # len(prefix_ids) + index, which is that position minus n_prefix
             token, top_ids, top_probs, done, *static = fast(
-                token, mx.array(offset - 1), keys[len(prefix_ids) + index], done, *static
+                token, mx.array(offset - 1), keys, done, *static
             )
         attn = [w[:, :, -1] for w in outs[0][1]] if return_attention else []
         mx.eval(token, top_ids, top_probs, done, *attn)
@@ -261,8 +263,11 @@ def _compiled_step(bundle: Bundle, sampler: Sampler, report_top: int) -> Callabl
         if fn is None:
             decoder, pick = model.decoder, _picker(bundle, sampler, report_top)
 
-            def step(token, pos, rng_key, done, keys, values):
+            first = bundle.args.n_prefix
+
+            def step(token, pos, rng_keys, done, keys, values):
                 logits, keys, values = decoder.step(token, pos, keys, values)
+                rng_key = mx.take(rng_keys, pos - first, axis=0)
                 return (*pick(logits, rng_key, done), keys, values)
 
             # the decoder's weights as implicit inputs: a later load_weights is seen
