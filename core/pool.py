@@ -36,7 +36,7 @@ def on_pool(fn: Callable[..., T], /, *args, **kwargs) -> T:
     """
     if on_pool_thread():
         return fn(*args, **kwargs)
-    return _pool.submit(fn, *args, **kwargs).result()
+    return submit(fn, *args, **kwargs).result()
 
 
 def submit(fn: Callable[..., T], /, *args, **kwargs) -> Future[T]:
@@ -62,7 +62,7 @@ def iterate_on_pool(
     answers: queue.Queue[tuple[str, object]] = queue.Queue()
 
     def serve() -> None:
-        it = make(*args, **kwargs)
+        it = None
         try:
             while True:
                 try:
@@ -71,6 +71,7 @@ def iterate_on_pool(
                 except queue.Empty:
                     return
                 try:
+                    it = make(*args, **kwargs) if it is None else it
                     item = next(it, _DONE)
                 except BaseException as exc:  # noqa: BLE001 (raised again in the caller)
                     answers.put(("error", exc))
@@ -83,7 +84,7 @@ def iterate_on_pool(
             if close is not None:
                 close()
 
-    _pool.submit(serve)
+    submit(serve)
     try:
         while True:
             asks.put(True)

@@ -204,6 +204,14 @@ def test_pool_iterates_on_one_thread_and_closes_there():
     assert closed.wait(10)
 
 
+def test_pool_iteration_reports_an_iterator_that_cannot_be_made():
+    def broken():
+        raise KeyError("no such model")
+
+    with pytest.raises(KeyError, match="no such model"):
+        next(iterate_on_pool(broken))  # an error, not a caller waiting forever
+
+
 def test_pool_passes_errors_back_and_allows_nested_calls():
     with pytest.raises(ZeroDivisionError):
         on_pool(lambda: 1 / 0)
