@@ -117,6 +117,36 @@ def blas_name() -> str:
     return f"OpenBLAS ({_loaded})" if _loaded else "reference BLAS bundled with mlx[cpu]"
 
 
+class _DlInfo(ctypes.Structure):
+    _fields_ = [
+        ("dli_fname", ctypes.c_char_p),
+        ("dli_fbase", ctypes.c_void_p),
+        ("dli_sname", ctypes.c_char_p),
+        ("dli_saddr", ctypes.c_void_p),
+    ]
+
+
+def sgemm_provider() -> str | None:
+    """The file that defines the ``cblas_sgemm`` this process resolves globally (Linux only).
+
+    That is the definition MLX's matmuls bind to, so it tells which BLAS runs them without
+    timing anything. None where it cannot be told (macOS, or no such symbol loaded).
+    """
+    if platform.system() != "Linux":
+        return None
+    libc = ctypes.CDLL(None)
+    libc.dlsym.restype = ctypes.c_void_p
+    libc.dlsym.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    address = libc.dlsym(None, b"cblas_sgemm")  # RTLD_DEFAULT: the global lookup order
+    if not address:
+        return None
+    info = _DlInfo()
+    libc.dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(_DlInfo)]
+    if not libc.dladdr(ctypes.c_void_p(address), ctypes.byref(info)) or not info.dli_fname:
+        return None
+    return info.dli_fname.decode()
+
+
 def sgemm_gflops(n: int = 1024, repeats: int = 10) -> float:
     """Measured float32 matmul speed of MLX, in GFLOP/s, for an ``n``-cubed product."""
     import mlx.core as mx
