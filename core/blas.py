@@ -8,6 +8,12 @@ before the first ``import mlx.core`` so that MLX's ``cblas_sgemm`` resolves to O
 Both are no-ops on macOS (MLX uses Accelerate there). Set ``MOLSCOPE_BLAS=reference`` to
 keep the bundled BLAS (for side-by-side benchmarks).
 
+OpenBLAS's gemm is slow for vector-matrix products (batch-1 decoding: it packs the whole
+weight for one row), so ``build_shim()`` also compiles ``sgemm_shim.c`` with the system C
+compiler (the one ``mx.compile`` already needs on Linux) into a small ``cblas_sgemm`` that
+sends M == 1 or N == 1 products to ``cblas_sgemv``. It is loaded first when present;
+``MOLSCOPE_BLAS=openblas`` loads OpenBLAS without it.
+
 ``python -m core.runtime`` reports and builds it (see there).
 """
 
@@ -25,6 +31,8 @@ from pathlib import Path
 
 PREFIX = "scipy_"
 LIB_NAME = "libopenblas_molscope.so"
+SHIM_NAME = "libmolscope_sgemm.so"
+SHIM_SOURCE = Path(__file__).with_name("sgemm_shim.c")
 
 _loaded: Path | None = None
 
@@ -36,6 +44,11 @@ class BlasError(RuntimeError):
 def blas_path() -> Path:
     """Where the renamed OpenBLAS lives: inside the active environment."""
     return Path(sys.prefix) / "lib" / LIB_NAME
+
+
+def shim_path() -> Path:
+    """Where the compiled vector-product ``cblas_sgemm`` lives, next to the OpenBLAS copy."""
+    return blas_path().with_name(SHIM_NAME)
 
 
 def _source_library() -> Path:
@@ -82,7 +95,14 @@ def build_blas(dest: Path | None = None) -> Path:
         mapping = Path(tmp) / "renames.txt"
         mapping.write_text("\n".join(renames) + "\n")
         subprocess.run(
-            [_patchelf(), "--rename-dynamic-symbols", str(mapping), str(lib)],
+            [
+                _patchelf(),
+                "--rename-dynamic-symbols",
+                str(mapping),
+                "--set-soname",
+                LIB_NAME,
+                str(lib),
+            ],
             check=True,
             capture_output=True,
         )
@@ -90,12 +110,42 @@ def build_blas(dest: Path | None = None) -> Path:
     return dest
 
 
+def build_shim(blas: Path | None = None, dest: Path | None = None) -> Path:
+    """Compile ``sgemm_shim.c`` against the renamed OpenBLAS ``blas`` (found beside it at run
+    time). BlasError when there is no C compiler or it fails."""
+    blas = blas or blas_path()
+    dest = dest or blas.with_name(SHIM_NAME)
+    compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    if compiler is None:
+        raise BlasError("no C compiler (cc) found: batch-1 decoding stays on OpenBLAS's gemm")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        out = Path(tmp) / SHIM_NAME
+        command = [compiler, "-O2", "-shared", "-fPIC", "-o", str(out), str(SHIM_SOURCE)]
+        command += [f"-L{blas.parent}", f"-l:{blas.name}", "-Wl,-rpath,$ORIGIN"]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise BlasError(f"compiling {SHIM_SOURCE.name} failed: {result.stderr.strip()}")
+        os.replace(out, dest)
+    return dest
+
+
+def _shim_is_stale(shim: Path) -> bool:
+    """Missing, or older than its source (an update of the checkout rebuilds it)."""
+    try:
+        return shim.stat().st_mtime < SHIM_SOURCE.stat().st_mtime
+    except FileNotFoundError:
+        return SHIM_SOURCE.exists()
+
+
 def preload_blas() -> Path | None:
-    """Load the renamed OpenBLAS globally, before MLX is imported. Returns its path or None."""
+    """Load the renamed OpenBLAS (behind the vector-product shim where it was built) globally,
+    before MLX is imported. Returns the path of what was loaded first, or None."""
     global _loaded
     if _loaded is not None or platform.system() != "Linux":
         return _loaded
-    if os.environ.get("MOLSCOPE_BLAS", "").lower() == "reference":
+    mode = os.environ.get("MOLSCOPE_BLAS", "").lower()
+    if mode == "reference":
         return None
     if "mlx.core" in sys.modules:
         return None  # too late: MLX already resolved its BLAS symbols
@@ -105,7 +155,19 @@ def preload_blas() -> Path | None:
             build_blas(path)
         except (BlasError, OSError, subprocess.CalledProcessError):
             return None
-    ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+    shim = path.with_name(SHIM_NAME)
+    if mode != "openblas" and _shim_is_stale(shim):
+        try:
+            build_shim(path, shim)
+        except (BlasError, OSError):
+            pass  # optional: OpenBLAS alone, batch-1 products through its gemm
+    if mode != "openblas" and shim.exists():
+        try:  # first in the global scope, so its cblas_sgemm is the one MLX binds to
+            ctypes.CDLL(str(shim), mode=ctypes.RTLD_GLOBAL)
+            path = shim
+        except OSError:
+            pass
+    ctypes.CDLL(str(blas_path()), mode=ctypes.RTLD_GLOBAL)
     _loaded = path
     return path
 
@@ -114,7 +176,11 @@ def blas_name() -> str:
     """A short description of the BLAS that MLX's matmuls use in this process."""
     if platform.system() == "Darwin":
         return "Accelerate (macOS)"
-    return f"OpenBLAS ({_loaded})" if _loaded else "reference BLAS bundled with mlx[cpu]"
+    if _loaded is None:
+        return "reference BLAS bundled with mlx[cpu]"
+    if _loaded.name == SHIM_NAME:
+        return f"OpenBLAS with sgemv for vector products ({_loaded.parent})"
+    return f"OpenBLAS ({_loaded})"
 
 
 class _DlInfo(ctypes.Structure):

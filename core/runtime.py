@@ -11,7 +11,14 @@ import platform
 import subprocess
 import sys
 
-from core.blas import BlasError, blas_name, build_blas, sgemm_gflops, sgemm_provider
+from core.blas import (
+    BlasError,
+    blas_name,
+    build_blas,
+    build_shim,
+    sgemm_gflops,
+    sgemm_provider,
+)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -24,6 +31,10 @@ def main(args: argparse.Namespace) -> int:
         except (BlasError, OSError, subprocess.CalledProcessError) as exc:
             print(f"error: could not build the fast BLAS: {exc}", file=sys.stderr)
             return 1
+        try:
+            print(f"wrote {build_shim()}")
+        except (BlasError, OSError) as exc:  # optional: only batch-1 decoding is slower
+            print(f"warning: {exc}", file=sys.stderr)
         return 0
     import mlx.core as mx
 

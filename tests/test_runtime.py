@@ -27,7 +27,8 @@ def test_openblas_is_what_mlx_matmuls_bind_to():
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     provider, err = result.stdout.split()
-    assert provider.endswith("libopenblas_molscope.so"), result.stdout
+    # the vector-product shim where a C compiler built it, else OpenBLAS itself
+    assert Path(provider).name in ("libmolscope_sgemm.so", "libopenblas_molscope.so"), provider
     assert float(err) < 1e-3
 
 
@@ -39,7 +40,7 @@ def test_runtime_report_names_the_blas():
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "BLAS: OpenBLAS" in result.stdout
-    assert "libopenblas_molscope.so" in result.stdout
+    assert "molscope" in result.stdout.split("resolves to:")[1]
 
 
 def test_reference_blas_can_be_kept_for_comparison():
