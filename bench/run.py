@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.decode import decode_with_cache, decode_without_cache, generate_batch
+from bench.decode import generate_batch
 from bench.workload import (
     CHECKPOINT_ENV,
     ROOT,
@@ -71,7 +71,8 @@ class Plan:
     decode_warmup: int  # batch-1 decoding rounds dropped
     decode_length: int  # tokens per batch-1 decoding run
     decode_repeats: int  # batch-1 runs timed per variant...
-    decode_min: int  # ...at least
+    decode_min: int  # ...at least (PyTorch)
+    latency_rounds: int  # MLX latency worker pairs (default BLAS, OpenBLAS alone)
     gen_warmup: int  # generation rounds dropped (nothing compiles there: 0 saves a minute)
     gen_molecules: int  # molecules in the generation batch
     gen_repeats: int  # generation batches timed per framework (at least one)
@@ -85,14 +86,14 @@ class Plan:
 
 FULL = Plan(
     budget_s=510, warmup=2, steps=7, min_steps=5,
-    decode_warmup=1, decode_length=40, decode_repeats=7, decode_min=5,
+    decode_warmup=1, decode_length=40, decode_repeats=7, decode_min=5, latency_rounds=2,
     gen_warmup=0, gen_molecules=1000, gen_repeats=2,
     rss_steps=20, reference_steps=3, one_thread_steps=5,
     child_timeout=300, settle=0.15, sgemm_n=1024,
 )  # fmt: skip
 QUICK = Plan(
     budget_s=45, warmup=1, steps=2, min_steps=2,
-    decode_warmup=0, decode_length=8, decode_repeats=2, decode_min=2,
+    decode_warmup=0, decode_length=8, decode_repeats=2, decode_min=2, latency_rounds=1,
     gen_warmup=0, gen_molecules=16, gen_repeats=1,
     rss_steps=2, reference_steps=2, one_thread_steps=2,
     child_timeout=60, settle=0.0, sgemm_n=256,
@@ -201,8 +202,36 @@ def measure_training(work: Workload, plan: Plan, deadline: float) -> dict:
     }
 
 
-def measure_decoding(work: Workload, plan: Plan, budget: Budget) -> dict:
-    """Batch-1 latency (KV cache, recomputation, PyTorch) and batch generation (MLX, PyTorch)."""
+def measure_latency(folder: Path, plan: Plan, deadline: float) -> dict:
+    """Batch-1 ms/token in MLX, with the KV cache and with full recomputation, timed in
+    ``bench.workers decode`` processes (what a dashboard process holds; PyTorch's thread pools
+    and this run's tables stay out of them). Each round runs one process with the default
+    BLAS (OpenBLAS behind the sgemv shim where it was built) and one with
+    ``MOLSCOPE_BLAS=openblas``: the shim lever, side by side."""
+    argv = ["decode", "--checkpoint", str(folder), "--length", str(plan.decode_length)]
+    argv += ["--repeats", str(plan.decode_repeats), "--warmup", str(plan.decode_warmup)]
+    argv += ["--settle", str(plan.settle)]
+    setups = {"default": {}, "openblas": {"MOLSCOPE_BLAS": "openblas"}}
+    seconds: dict[str, dict[str, list[float]]] = {name: {} for name in setups}
+    blas: dict[str, str] = {}
+    for round_ in range(plan.latency_rounds):
+        if round_ > 0 and time.perf_counter() > deadline:
+            break
+        for name, env in setups.items():
+            answer = run_child(argv, plan.child_timeout, env)
+            blas[name] = answer["blas"]
+            for variant, times in answer["seconds"].items():
+                seconds[name].setdefault(variant, []).extend(times)
+    ms = {
+        name: {v: statistics.median(t) / plan.decode_length * 1e3 for v, t in runs.items()}
+        for name, runs in seconds.items()
+    }
+    return {"ms": ms, "runs": {n: len(r["cache"]) for n, r in seconds.items()}, "blas": blas}
+
+
+def measure_decoding(work: Workload, plan: Plan, budget: Budget, folder: Path) -> dict:
+    """Batch-1 latency (MLX in worker processes, PyTorch here) and batch generation (MLX and
+    PyTorch alternating, here)."""
     import torch
 
     from bench import torch_model as tm
@@ -220,21 +249,20 @@ def measure_decoding(work: Workload, plan: Plan, budget: Budget) -> dict:
             allow_eos=allow_eos, seed=seed,
         )  # fmt: skip
 
-    runs = f"{plan.decode_min}..{plan.decode_repeats}"
-    log(f"decoding: {runs} runs of {length} tokens at batch 1, three ways")
-    latency = alternate(
-        {
-            "cache": lambda: decode_with_cache(bundle, length),
-            "nocache": lambda: decode_without_cache(bundle, length),
-            "torch": lambda: torch_tokens(1, length, allow_eos=False),
-        },
+    rounds = f"{plan.latency_rounds} round(s) of {plan.decode_repeats} runs"
+    log(f"decoding: {rounds} of {length} tokens at batch 1 in MLX worker processes")
+    latency = measure_latency(folder, plan, budget.share(0.2))
+    log(f"decoding: {plan.decode_min}..{plan.decode_repeats} runs at batch 1 in PyTorch")
+    torch_times = alternate(
+        {"torch": lambda: torch_tokens(1, length, allow_eos=False)},
         plan.decode_warmup,
         plan.decode_repeats,
         plan.settle,
         plan.decode_min,
-        budget.share(0.25),
+        budget.share(0.1),
     )
-    ms = {name: statistics.median(t) / length * 1e3 for name, t in latency.items()}
+    torch_ms = statistics.median(torch_times["torch"]) / length * 1e3
+    ms = {**latency["ms"]["default"], "torch": torch_ms}
 
     n = plan.gen_molecules
     log(f"generation: 1..{plan.gen_repeats} batches of {n} molecules in MLX and PyTorch")
@@ -258,6 +286,7 @@ def measure_decoding(work: Workload, plan: Plan, budget: Budget) -> dict:
     )
     return {
         "ms_per_token": ms,
+        "latency": latency,
         "molecules_per_s": {name: n / statistics.median(t) for name, t in batches.items()},
         "gen_steps": {name: s[plan.gen_warmup :] for name, s in steps.items()},
     }
@@ -279,7 +308,9 @@ def run_child(argv: list[str], timeout: float, env: dict | None = None) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def measure_processes(work: Workload, plan: Plan, quick: bool, budget: Budget) -> dict:
+def measure_processes(
+    work: Workload, plan: Plan, quick: bool, budget: Budget, folder: Path
+) -> dict:
     """Peak RSS of a training and of a dashboard process; the BLAS levers: each in its own
     subprocess, one after the other."""
     remaining = budget.seconds(1.0)
@@ -288,32 +319,27 @@ def measure_processes(work: Workload, plan: Plan, quick: bool, budget: Budget) -
         argv = ["train", "--steps", str(steps), "--min-steps", str(min_steps)]
         return argv + ["--seconds", f"{fraction * remaining:.1f}"] + (["--quick"] if quick else [])
 
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = work.bundle.path
-        if folder is None:  # an untrained model: save it so the child loads it like the app
-            folder = Path(tmp) / "default"
-            save_checkpoint(folder, work.bundle, state={"step": 0})
-        jobs = {
-            f"peak memory: up to {plan.rss_steps} training steps (OpenBLAS)": (
-                train_argv(plan.rss_steps, plan.min_steps, 0.3), {}
-            ),
-            f"reference BLAS: up to {plan.reference_steps} training steps": (
-                train_argv(plan.reference_steps, LEVER_MIN_STEPS, 0.35),
-                {"MOLSCOPE_BLAS": "reference"},
-            ),
-            f"OpenBLAS on one thread: up to {plan.one_thread_steps} training steps": (
-                train_argv(plan.one_thread_steps, LEVER_MIN_STEPS, 0.15),
-                {"OPENBLAS_NUM_THREADS": "1"},
-            ),
-            "peak memory: a dashboard process (streamlit, checkpoint, data, generation)": (
-                ["app", "--checkpoint", str(folder)], {}
-            ),
-        }  # fmt: skip
-        answers = []
-        for title, (argv, env) in jobs.items():
-            log(f"subprocess: {title}")
-            answers.append(run_child(argv, plan.child_timeout, env))
-        fast, reference, one_thread, app = answers
+    jobs = {
+        f"peak memory: up to {plan.rss_steps} training steps (OpenBLAS)": (
+            train_argv(plan.rss_steps, plan.min_steps, 0.3), {}
+        ),
+        f"reference BLAS: up to {plan.reference_steps} training steps": (
+            train_argv(plan.reference_steps, LEVER_MIN_STEPS, 0.35),
+            {"MOLSCOPE_BLAS": "reference"},
+        ),
+        f"OpenBLAS on one thread: up to {plan.one_thread_steps} training steps": (
+            train_argv(plan.one_thread_steps, LEVER_MIN_STEPS, 0.15),
+            {"OPENBLAS_NUM_THREADS": "1"},
+        ),
+        "peak memory: a dashboard process (streamlit, checkpoint, data, generation)": (
+            ["app", "--checkpoint", str(folder)], {}
+        ),
+    }  # fmt: skip
+    answers = []
+    for title, (argv, env) in jobs.items():
+        log(f"subprocess: {title}")
+        answers.append(run_child(argv, plan.child_timeout, env))
+    fast, reference, one_thread, app = answers
     return {
         "peak_rss_mb_train": fast["peak_rss_mb"],
         "peak_rss_mb_app": app["peak_rss_mb"],
@@ -355,8 +381,13 @@ def benchmark(quick: bool, minutes: float | None = None) -> dict:
     peak = sgemm_gflops(n=n)
     peak_torch = torch_sgemm_gflops(n=n)
     train = measure_training(work, plan, budget.share(0.45))
-    decode = measure_decoding(work, plan, budget)
-    procs = measure_processes(work, plan, quick, budget)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = work.bundle.path
+        if folder is None:  # an untrained model: save it so the workers load it like the app
+            folder = Path(tmp) / "default"
+            save_checkpoint(folder, work.bundle, state={"step": 0})
+        decode = measure_decoding(work, plan, budget, folder)
+        procs = measure_processes(work, plan, quick, budget, folder)
 
     tok_s, params = train["tok_s"], train["params"]
     other = train["other_activation"]
@@ -390,6 +421,9 @@ def benchmark(quick: bool, minutes: float | None = None) -> dict:
         "decode_ms_per_token_nocache": ms["nocache"],
         "decode_ms_per_token_torch": ms["torch"],
         "kv_speedup": ms["nocache"] / ms["cache"],
+        "decode_latency_blas": decode["latency"]["blas"]["default"],
+        "decode_latency_runs": decode["latency"]["runs"],
+        "decode_latency_note": "MLX batch-1 runs in bench.workers decode processes",
         "gen_molecules": plan.gen_molecules,
         "gen_molecules_per_s": gen["mlx"],
         "gen_molecules_per_s_torch": gen["torch"],
@@ -404,6 +438,14 @@ def benchmark(quick: bool, minutes: float | None = None) -> dict:
             },
             "blas": procs["blas_lever"],
             "blas_threads": procs["blas_threads_lever"],
+            "sgemv_shim": {
+                "ms_per_token_default": ms["cache"],
+                "ms_per_token_openblas_gemm": decode["latency"]["ms"]["openblas"]["cache"],
+                "speedup": decode["latency"]["ms"]["openblas"]["cache"] / ms["cache"],
+                "default_blas": decode["latency"]["blas"]["default"],
+                "note": "batch-1 decoding with the KV cache; worker processes in turns, "
+                "MOLSCOPE_BLAS=openblas leaves the shim out",
+            },
             "activation": {
                 "tok_s_relu": act_tok_s["relu"],
                 "tok_s_gelu": act_tok_s["gelu"],
@@ -443,6 +485,8 @@ def table(r: dict) -> str:
         ("lever: OpenBLAS all cores vs 1 thread",
          f"{lev['blas_threads']['default_over_one']:.2f}x", "",
          f"{lev['blas_threads']['tok_s_one_thread']:,.0f} tok/s on one thread"),
+        ("lever: sgemv shim (batch-1 decode)", f"{lev['sgemv_shim']['speedup']:.2f}x", "",
+         f"{lev['sgemv_shim']['ms_per_token_openblas_gemm']:.2f} ms/token through gemm"),
         ("lever: relu vs gelu", f"{lev['activation']['relu_over_gelu']:.2f}x", "",
          f"{lev['activation']['tok_s_gelu']:,.0f} tok/s with gelu"),
     ]  # fmt: skip

@@ -4,6 +4,7 @@
 
     python -m bench.workers train [--quick] [--steps N]   # MLX training steps
     python -m bench.workers app --checkpoint DIR          # what the dashboard process holds
+    python -m bench.workers decode --checkpoint DIR       # batch-1 ms/token, cache vs none
 """
 
 from __future__ import annotations
@@ -68,6 +69,27 @@ def app(args: argparse.Namespace) -> dict:
     return {"molecules": len(scored), "data_rows": len(data), "blas": blas_name()}
 
 
+def decode(args: argparse.Namespace) -> dict:
+    """Seconds per batch-1 run of ``--length`` tokens, with the KV cache (``generate_step``)
+    and with full recomputation, in alternating turns, in a process that holds only what a
+    dashboard process holds (no PyTorch thread pools, no benchmark tables)."""
+    from bench.decode import decode_with_cache, decode_without_cache
+    from bench.workload import alternate
+    from core.checkpoint import load_checkpoint
+
+    bundle = load_checkpoint(args.checkpoint)
+    times = alternate(
+        {
+            "cache": lambda: decode_with_cache(bundle, args.length),
+            "nocache": lambda: decode_without_cache(bundle, args.length),
+        },
+        args.warmup,
+        args.repeats,
+        args.settle,
+    )
+    return {"seconds": times, "length": args.length, "blas": blas_name()}
+
+
 def main(args: argparse.Namespace) -> int:
     print(json.dumps({**args.work(args), "peak_rss_mb": peak_rss_mb()}))
     return 0
@@ -92,4 +114,11 @@ if __name__ == "__main__":
     p_app.add_argument("--checkpoint", required=True, help="checkpoint folder to load")
     p_app.add_argument("--molecules", type=int, default=8, help="molecules to generate")
     p_app.set_defaults(work=app)
+    p_dec = sub.add_parser("decode", help="time batch-1 decoding with and without the cache")
+    p_dec.add_argument("--checkpoint", required=True, help="checkpoint folder to load")
+    p_dec.add_argument("--length", type=int, default=40, help="tokens per run")
+    p_dec.add_argument("--repeats", type=int, default=7, help="timed runs of each variant")
+    p_dec.add_argument("--warmup", type=int, default=1, help="untimed runs first")
+    p_dec.add_argument("--settle", type=float, default=0.15, help="seconds of rest before a run")
+    p_dec.set_defaults(work=decode)
     run_cli(main, parser)

@@ -112,7 +112,12 @@ def test_quick_run_writes_every_figure(tmp_path):
     assert result["train_ratio"] == pytest.approx(
         result["train_tok_s_mlx"] / result["train_tok_s_torch"]
     )
-    assert set(result["levers"]) == {"compile", "blas", "blas_threads", "activation"}
+    assert result["kv_speedup"] == pytest.approx(
+        result["decode_ms_per_token_nocache"] / result["decode_ms_per_token"]
+    )
+    levers = {"compile", "blas", "blas_threads", "activation", "sgemv_shim"}
+    assert set(result["levers"]) == levers
+    assert result["decode_latency_runs"] == {"default": 2, "openblas": 2}
     assert result["machine"]["cores"] >= 1 and result["machine"]["blas"]
     assert "training tokens/s" in proc.stdout
 
