@@ -17,6 +17,7 @@ import importlib.util
 import json
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
@@ -79,6 +80,7 @@ class Plan:
     rss_steps: int  # training steps of the peak-memory subprocess
     reference_steps: int  # training steps on the reference BLAS (slow; at least 2)
     one_thread_steps: int  # training steps with OpenBLAS on one thread (at least 2)
+    rank_steps: int  # timed data-parallel steps (2 pinned ranks)
     child_timeout: float  # seconds before a subprocess is killed
     settle: float  # seconds of rest before each timed call (see workload.alternate)
     sgemm_n: int  # size of the sgemm measured
@@ -88,14 +90,14 @@ FULL = Plan(
     budget_s=510, warmup=2, steps=7, min_steps=5,
     decode_warmup=1, decode_length=40, decode_repeats=7, decode_min=5, latency_rounds=2,
     gen_warmup=0, gen_molecules=1000, gen_repeats=2,
-    rss_steps=20, reference_steps=3, one_thread_steps=5,
+    rss_steps=20, reference_steps=3, one_thread_steps=5, rank_steps=5,
     child_timeout=300, settle=0.15, sgemm_n=1024,
 )  # fmt: skip
 QUICK = Plan(
     budget_s=45, warmup=1, steps=2, min_steps=2,
     decode_warmup=0, decode_length=8, decode_repeats=2, decode_min=2, latency_rounds=1,
     gen_warmup=0, gen_molecules=16, gen_repeats=1,
-    rss_steps=2, reference_steps=2, one_thread_steps=2,
+    rss_steps=2, reference_steps=2, one_thread_steps=2, rank_steps=2,
     child_timeout=60, settle=0.0, sgemm_n=256,
 )  # fmt: skip
 LEVER_MIN_STEPS = 2
@@ -308,6 +310,59 @@ def run_child(argv: list[str], timeout: float, env: dict | None = None) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` TCP ports on 127.0.0.1 that were free a moment ago."""
+    socks = []
+    for _ in range(n):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        socks.append(sock)
+    ports = [sock.getsockname()[1] for sock in socks]
+    for sock in socks:
+        sock.close()
+    return ports
+
+
+def measure_ranks(plan: Plan, quick: bool, n: int = 2) -> dict:
+    """Tokens/s of the training step split over ``n`` data-parallel ranks on this machine,
+    the layout of the training recipe (bench/quality_train.sh): one process per core, each
+    pinned with one OpenBLAS thread, gradients averaged by MLX's ring backend over
+    localhost. Every rank times the same synchronised steps; the slowest median counts."""
+    with tempfile.TemporaryDirectory() as tmp:
+        hostfile = Path(tmp) / "hosts.json"
+        hostfile.write_text(json.dumps([f"127.0.0.1:{port}" for port in free_ports(n)]))
+        env = {**os.environ, "MLX_HOSTFILE": str(hostfile), "OPENBLAS_NUM_THREADS": "1"}
+        argv = [sys.executable, "-m", "bench.workers", "rank", "--steps", str(plan.rank_steps)]
+        argv += ["--quick"] if quick else []
+        procs = [
+            subprocess.Popen(
+                argv,
+                cwd=ROOT,
+                env={**env, "MLX_RANK": str(r)},
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )  # fmt: skip
+            for r in range(n)
+        ]
+        try:
+            outs = [proc.communicate(timeout=plan.child_timeout) for proc in procs]
+        except subprocess.TimeoutExpired as exc:
+            for proc in procs:
+                proc.kill()
+            raise BenchError(f"{n} data-parallel ranks took longer than {exc.timeout} s") from exc
+    for proc, (_, err) in zip(procs, outs, strict=True):
+        if proc.returncode != 0:
+            lines = err.strip().splitlines() or ["no output"]
+            raise BenchError(f"bench.workers rank failed ({proc.returncode}): {lines[-1]}")
+    answers = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    return {
+        "tok_s": min(a["tok_s"] for a in answers),
+        "ranks": n,
+        "steps": answers[0]["steps"],
+    }
+
+
 def measure_processes(
     work: Workload, plan: Plan, quick: bool, budget: Budget, folder: Path
 ) -> dict:
@@ -340,7 +395,12 @@ def measure_processes(
         log(f"subprocess: {title}")
         answers.append(run_child(argv, plan.child_timeout, env))
     fast, reference, one_thread, app = answers
+    ranks = None
+    if (os.cpu_count() or 1) >= 2:
+        log(f"subprocesses: 2 data-parallel ranks, {plan.rank_steps} training steps")
+        ranks = measure_ranks(plan, quick)
     return {
+        "ranks": ranks,
         "peak_rss_mb_train": fast["peak_rss_mb"],
         "peak_rss_mb_app": app["peak_rss_mb"],
         "blas_lever": {
@@ -393,6 +453,7 @@ def benchmark(quick: bool, minutes: float | None = None) -> dict:
     other = train["other_activation"]
     act_tok_s = {work.args.activation: tok_s["mlx"], other: tok_s[f"mlx_{other}"]}
     ms, gen = decode["ms_per_token"], decode["molecules_per_s"]
+    ranks_tok_s = procs["ranks"]["tok_s"] if procs["ranks"] else None
     return {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": quick,
@@ -416,6 +477,8 @@ def benchmark(quick: bool, minutes: float | None = None) -> dict:
         "mfu": 6 * params * tok_s["mlx"] / (peak * 1e9),
         "mfu_torch": 6 * params * tok_s["torch"] / (peak * 1e9),
         "mfu_params": "all trainable parameters (embeddings included), MLX's sgemm as the peak",
+        "train_tok_s_mlx_2_ranks": ranks_tok_s,
+        "mfu_2_ranks": ranks_tok_s and 6 * params * ranks_tok_s / (peak * 1e9),
         "decode_length": plan.decode_length,
         "decode_ms_per_token": ms["cache"],
         "decode_ms_per_token_nocache": ms["nocache"],
@@ -438,6 +501,15 @@ def benchmark(quick: bool, minutes: float | None = None) -> dict:
             },
             "blas": procs["blas_lever"],
             "blas_threads": procs["blas_threads_lever"],
+            "data_parallel": {
+                "tok_s_one_process": tok_s["mlx"],
+                "tok_s_2_ranks": ranks_tok_s,
+                "speedup": ranks_tok_s and ranks_tok_s / tok_s["mlx"],
+                "steps": procs["ranks"] and procs["ranks"]["steps"],
+                "note": "the training recipe's layout: 2 processes, each pinned to a core with "
+                "one OpenBLAS thread, gradients averaged over MLX's ring backend (localhost); "
+                "subprocesses after the A/B rounds",
+            },
             "sgemv_shim": {
                 "ms_per_token_default": ms["cache"],
                 "ms_per_token_openblas_gemm": decode["latency"]["ms"]["openblas"]["cache"],
@@ -457,6 +529,11 @@ def benchmark(quick: bool, minutes: float | None = None) -> dict:
     }
 
 
+def fmt(value: float | None, spec: str) -> str:
+    """``value`` formatted, or "n/a" where it was not measured (one core)."""
+    return "n/a" if value is None else format(value, spec)
+
+
 def table(r: dict) -> str:
     """The results as a plain-text table."""
     m = r["machine"]
@@ -468,6 +545,8 @@ def table(r: dict) -> str:
         (f"sgemm {r['sgemm_n']}^3 GFLOP/s", f"{r['sgemm_gflops']:.1f}",
          f"{r['sgemm_gflops_torch']:.1f}", "MLX's is the MFU peak"),
         ("MFU", f"{r['mfu']:.3f}", f"{r['mfu_torch']:.3f}", f"target {TARGETS['mfu']}"),
+        ("training tokens/s, 2 pinned ranks", fmt(r["train_tok_s_mlx_2_ranks"], ",.0f"), "",
+         f"MFU {fmt(r['mfu_2_ranks'], '.3f')} (the training recipe's layout)"),
         (f"decode ms/token (batch 1, {r['decode_length']} tok)",
          f"{r['decode_ms_per_token']:.2f}", f"{r['decode_ms_per_token_torch']:.2f}",
          f"target {TARGETS['decode_ms_per_token']}"),

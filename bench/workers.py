@@ -5,6 +5,7 @@
     python -m bench.workers train [--quick] [--steps N]   # MLX training steps
     python -m bench.workers app --checkpoint DIR          # what the dashboard process holds
     python -m bench.workers decode --checkpoint DIR       # batch-1 ms/token, cache vs none
+    MLX_RANK=r MLX_HOSTFILE=F python -m bench.workers rank [--quick]   # one data-parallel rank
 """
 
 from __future__ import annotations
@@ -51,6 +52,33 @@ def train(args: argparse.Namespace) -> dict:
         "steps": len(times),
         "blas": blas_name(),
         "sgemm_gflops": sgemm_gflops(n=256 if args.quick else 1024, repeats=3),
+    }
+
+
+def rank(args: argparse.Namespace) -> dict:
+    """One rank of a data-parallel training step on the benchmark batch (started by
+    ``bench.run`` with ``MLX_RANK``/``MLX_HOSTFILE``, as bench/quality_train.sh starts
+    core.train): pinned to core ``rank % cores``, the median seconds of ``--steps`` steps
+    after two warm-ups. Every rank times the same synchronised steps."""
+    import os
+
+    from bench.workload import build_workload, mlx_sharded_train_step, time_call
+    from core.distributed import init_world
+
+    world = init_world("ring")
+    if hasattr(os, "sched_setaffinity"):
+        cores = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cores[world.rank % len(cores)]})
+    work = build_workload(args.quick)
+    run = mlx_sharded_train_step(work, world)
+    for _ in range(2):
+        run()  # compiles, warms the allocator
+    times = [time_call(run) for _ in range(args.steps)]
+    return {
+        "tok_s": work.n_tokens / statistics.median(times),
+        "steps": len(times),
+        "rank": world.rank,
+        "ranks": world.size,
     }
 
 
@@ -114,6 +142,10 @@ if __name__ == "__main__":
     p_app.add_argument("--checkpoint", required=True, help="checkpoint folder to load")
     p_app.add_argument("--molecules", type=int, default=8, help="molecules to generate")
     p_app.set_defaults(work=app)
+    p_rank = sub.add_parser("rank", help="one rank of a data-parallel training step")
+    p_rank.add_argument("--quick", action="store_true", help="tiny configuration")
+    p_rank.add_argument("--steps", type=int, default=5, help="timed steps after two warm-ups")
+    p_rank.set_defaults(work=rank)
     p_dec = sub.add_parser("decode", help="time batch-1 decoding with and without the cache")
     p_dec.add_argument("--checkpoint", required=True, help="checkpoint folder to load")
     p_dec.add_argument("--length", type=int, default=40, help="tokens per run")

@@ -24,7 +24,13 @@ from core.checkpoint import Bundle, CheckpointError, load_checkpoint
 from core.data import load_dataset
 from core.model import Model, ModelArgs
 from core.tokenizer import Tokenizer
-from core.train import TrainArgs, make_optimizer, make_train_step, property_scales
+from core.train import (
+    TrainArgs,
+    make_optimizer,
+    make_sharded_train_step,
+    make_train_step,
+    property_scales,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINT = ROOT / "checkpoints" / "default"
@@ -148,6 +154,32 @@ def mlx_train_step(
             mx.enable_compile()
 
     return model, run
+
+
+def mlx_sharded_train_step(work: Workload, world, seed: int = 0) -> Callable[[], None]:
+    """This rank's part of one data-parallel training step on the workload's batch
+    (``core.train.make_sharded_train_step``: its rows, the gradients averaged over the ranks,
+    the same update everywhere). Every rank builds the same initial weights from ``seed``."""
+    mx.random.seed(seed)
+    model = Model(work.args)
+    mx.eval(model.parameters())
+    model.train()
+    optimizer = make_optimizer(work.targs)
+    optimizer.init(model.trainable_parameters())
+    bos = work.bundle.tokenizer.bos_id
+    step = make_sharded_train_step(model, optimizer, work.targs, bos, world)
+    mine = world.shard(np.arange(len(work.ids)))
+    ids, valid = mx.array(work.ids[mine]), mx.array(work.valid[mine])
+    props = mx.array(work.props[mine])
+    beta = mx.array(work.targs.beta, dtype=mx.float32)
+    n_tokens, flags = mx.array(work.n_tokens, dtype=mx.float32), mx.zeros((2,))
+    keys = iter(range(1_000_000))
+
+    def run() -> None:
+        key = mx.random.key(next(keys))
+        mx.eval(step(ids, valid, props, beta, key, n_tokens, flags))
+
+    return run
 
 
 def time_call(fn: Callable[[], object]) -> float:

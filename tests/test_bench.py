@@ -103,7 +103,7 @@ def test_quick_run_writes_every_figure(tmp_path):
     out = tmp_path / "quick.json"
     proc = subprocess.run(
         [sys.executable, "-m", "bench.run", "--quick", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
@@ -115,9 +115,12 @@ def test_quick_run_writes_every_figure(tmp_path):
     assert result["kv_speedup"] == pytest.approx(
         result["decode_ms_per_token_nocache"] / result["decode_ms_per_token"]
     )
-    levers = {"compile", "blas", "blas_threads", "activation", "sgemv_shim"}
+    levers = {"compile", "blas", "blas_threads", "activation", "sgemv_shim", "data_parallel"}
     assert set(result["levers"]) == levers
     assert result["decode_latency_runs"] == {"default": 2, "openblas": 2}
+    if result["machine"]["cores"] >= 2:  # two pinned ranks over MLX's ring backend
+        assert result["train_tok_s_mlx_2_ranks"] > 0 and result["mfu_2_ranks"] > 0
+        assert "2 pinned ranks" in proc.stdout
     assert result["machine"]["cores"] >= 1 and result["machine"]["blas"]
     assert "training tokens/s" in proc.stdout
 
