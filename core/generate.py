@@ -191,29 +191,22 @@ def generate_step(
     fast = None
     if not guided and not return_attention and limit > 1:
         fast = _compiled_step(bundle, sampler, report_top)
-    static: list | None = None
-    ahead = None  # the next position's lazy (token, top_ids, top_probs, done), already queued
+    static: tuple[list, list] | None = None
     for index in range(limit):
-        if ahead is not None:
-            token, top_ids, top_probs, done = ahead
-        else:  # the first position, or every position without the compiled step
+        if index == 0 or fast is None:
             logits = outs[0][0]
             if guided:
                 logits = outs[1][0] + cfg_scale * (logits - outs[1][0])
             token, top_ids, top_probs, done = pick(logits, keys[len(prefix_ids) + index], done)
-        attn = [w[:, :, -1] for w in outs[0][1]] if return_attention else []
-        ahead = None
-        if fast is not None and index < limit - 1:
-            # queue this position, then build the next one on its lazy token and queue it
-            # too: the Python below (numpy, the caller's work) overlaps the next computation.
-            # The token goes in at position ``offset``; the step takes the key of index
-            # len(prefix_ids) + index + 1, which is that position minus n_prefix.
-            mx.async_eval(token, top_ids, top_probs, done)
+        else:
             if static is None:
-                static = list(_static_cache(streams[0][1], model.decoder.pos.weight.shape[0]))
-            *ahead, k_cache, v_cache = fast(token, mx.array(offset), keys, done, *static)
-            static = [k_cache, v_cache]
-            mx.async_eval(*ahead)
+                static = _static_cache(streams[0][1], model.decoder.pos.weight.shape[0])
+            # the token goes in at position offset - 1; the step takes the key of index
+            # len(prefix_ids) + index, which is that position minus n_prefix
+            token, top_ids, top_probs, done, *static = fast(
+                token, mx.array(offset - 1), keys, done, *static
+            )
+        attn = [w[:, :, -1] for w in outs[0][1]] if return_attention else []
         mx.eval(token, top_ids, top_probs, done, *attn)
         order = np.argsort(-np.array(top_probs), axis=-1, kind="stable")  # best first
         finished = np.array(done)

@@ -44,7 +44,10 @@ def call(lib, order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
     )  # fmt: skip
 
 
-SHAPES = [(1, 7, 5), (1, 1, 1), (1, 192, 768), (6, 5, 1), (40, 48, 1), (3, 4, 5), (17, 9, 33)]
+SHAPES = [
+    (1, 7, 5), (1, 1, 1), (1, 192, 768), (6, 5, 1), (40, 48, 1), (3, 4, 5), (17, 9, 33),
+    (1, 640, 512), (700, 400, 1),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("m", "k", "n"), SHAPES)
