@@ -438,8 +438,7 @@ def benchmark(quick: bool, minutes: float | None = None) -> dict:
     )
     n = plan.sgemm_n
     log(f"sgemm: MLX and PyTorch, {n}^3")
-    peak = sgemm_gflops(n=n)
-    peak_torch = torch_sgemm_gflops(n=n)
+    sgemm_runs = {"mlx": [sgemm_gflops(n=n)], "torch": [torch_sgemm_gflops(n=n)]}
     train = measure_training(work, plan, budget.share(0.45))
     with tempfile.TemporaryDirectory() as tmp:
         folder = work.bundle.path
@@ -449,6 +448,10 @@ def benchmark(quick: bool, minutes: float | None = None) -> dict:
         decode = measure_decoding(work, plan, budget, folder)
         procs = measure_processes(work, plan, quick, budget, folder)
 
+    log(f"sgemm again: MLX and PyTorch, {n}^3 (the peak is the better of the two runs)")
+    sgemm_runs["mlx"].append(sgemm_gflops(n=n))
+    sgemm_runs["torch"].append(torch_sgemm_gflops(n=n))
+    peak, peak_torch = max(sgemm_runs["mlx"]), max(sgemm_runs["torch"])
     tok_s, params = train["tok_s"], train["params"]
     other = train["other_activation"]
     act_tok_s = {work.args.activation: tok_s["mlx"], other: tok_s[f"mlx_{other}"]}
@@ -474,6 +477,7 @@ def benchmark(quick: bool, minutes: float | None = None) -> dict:
         "sgemm_n": n,
         "sgemm_gflops": peak,
         "sgemm_gflops_torch": peak_torch,
+        "sgemm_gflops_runs": sgemm_runs,
         "mfu": 6 * params * tok_s["mlx"] / (peak * 1e9),
         "mfu_torch": 6 * params * tok_s["torch"] / (peak * 1e9),
         "mfu_params": "all trainable parameters (embeddings included), MLX's sgemm as the peak",
@@ -576,7 +580,7 @@ def table(r: dict) -> str:
         f"{m['load_avg_start']} -> {m['load_avg_end']}; {r['seconds']:.0f} s"
         + ("; QUICK (tiny model)" if r["quick"] else "")
     ]
-    if max(m["load_avg_start"], m["load_avg_end"]) > 0.5 * m["cores"]:
+    if m["load_avg_start"] > 0.5 * m["cores"]:  # the end's includes this run's own ranks
         lines.append(
             "warning: other processes kept the CPU busy; these numbers are not comparable"
             " (PyTorch's spin-waiting OpenMP threads suffer most: see bench/README.md)"
