@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mlx.core as mx
+import mlx.optimizers as optim
 import numpy as np
 from mlx.utils import tree_flatten
 
@@ -127,18 +128,25 @@ def non_embedding_parameters(model) -> int:
     )
 
 
-def mlx_train_step(
-    work: Workload, activation: str | None = None, compiled: bool = True, seed: int = 0
-) -> tuple[Model, Callable[[], None]]:
-    """A fresh model (same seed, same weights) and a function running one full training
-    step of ``core.train.make_train_step`` on the workload's batch."""
-    args = work.args if activation is None else replace(work.args, activation=activation)
+def fresh_model(work: Workload, args: ModelArgs, seed: int) -> tuple[Model, optim.Optimizer]:
+    """A model initialised from ``seed`` (the same weights in every process) in training
+    mode, and its optimizer with fresh state."""
     mx.random.seed(seed)
     model = Model(args)
     mx.eval(model.parameters())
     model.train()
     optimizer = make_optimizer(work.targs)
     optimizer.init(model.trainable_parameters())
+    return model, optimizer
+
+
+def mlx_train_step(
+    work: Workload, activation: str | None = None, compiled: bool = True, seed: int = 0
+) -> tuple[Model, Callable[[], None]]:
+    """A fresh model (same seed, same weights) and a function running one full training
+    step of ``core.train.make_train_step`` on the workload's batch."""
+    args = work.args if activation is None else replace(work.args, activation=activation)
+    model, optimizer = fresh_model(work, args, seed)
     step = make_train_step(model, optimizer, work.targs, work.bundle.tokenizer.bos_id)
     ids, valid, props = mx.array(work.ids), mx.array(work.valid), mx.array(work.props)
     beta = mx.array(work.targs.beta, dtype=mx.float32)
@@ -160,12 +168,7 @@ def mlx_sharded_train_step(work: Workload, world, seed: int = 0) -> Callable[[],
     """This rank's part of one data-parallel training step on the workload's batch
     (``core.train.make_sharded_train_step``: its rows, the gradients averaged over the ranks,
     the same update everywhere). Every rank builds the same initial weights from ``seed``."""
-    mx.random.seed(seed)
-    model = Model(work.args)
-    mx.eval(model.parameters())
-    model.train()
-    optimizer = make_optimizer(work.targs)
-    optimizer.init(model.trainable_parameters())
+    model, optimizer = fresh_model(work, work.args, seed)
     bos = work.bundle.tokenizer.bos_id
     step = make_sharded_train_step(model, optimizer, work.targs, bos, world)
     mine = world.shard(np.arange(len(work.ids)))
