@@ -149,27 +149,29 @@ def preload_blas() -> Path | None:
         return None
     if "mlx.core" in sys.modules:
         return None  # too late: MLX already resolved its BLAS symbols
-    path = blas_path()
-    if not path.exists():
+    blas = blas_path()
+    if not blas.exists():
         try:
-            build_blas(path)
+            build_blas(blas)
         except (BlasError, OSError, subprocess.CalledProcessError):
             return None
-    shim = path.with_name(SHIM_NAME)
-    if mode != "openblas" and _shim_is_stale(shim):
-        try:
-            build_shim(path, shim)
-        except (BlasError, OSError):
-            pass  # optional: OpenBLAS alone, batch-1 products through its gemm
-    if mode != "openblas" and shim.exists():
-        try:  # first in the global scope, so its cblas_sgemm is the one MLX binds to
-            ctypes.CDLL(str(shim), mode=ctypes.RTLD_GLOBAL)
-            path = shim
-        except OSError:
-            pass
-    ctypes.CDLL(str(blas_path()), mode=ctypes.RTLD_GLOBAL)
-    _loaded = path
-    return path
+    first = blas
+    if mode != "openblas":
+        shim = shim_path()
+        if _shim_is_stale(shim):
+            try:
+                build_shim(blas, shim)
+            except (BlasError, OSError):
+                pass  # optional: OpenBLAS alone, batch-1 products through its gemm
+        if shim.exists():
+            try:  # first in the global scope, so its cblas_sgemm is the one MLX binds to
+                ctypes.CDLL(str(shim), mode=ctypes.RTLD_GLOBAL)
+                first = shim
+            except OSError:
+                pass
+    ctypes.CDLL(str(blas), mode=ctypes.RTLD_GLOBAL)
+    _loaded = first
+    return first
 
 
 def blas_name() -> str:
