@@ -9,8 +9,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/quality}
 shift || true
-DATA=data/full/moses_logp_tpsa.parquet
-[ -f "$DATA" ] || .venv/bin/python -m core.data prepare --descriptors logp,tpsa --out "$DATA"
+# the first 260,000 MOSES training molecules (and test in proportion) with the properties of
+# every SELFIES prefix, which the closed-loop model reads (~20 min on 2 cores)
+DATA=data/full/moses_feedback.parquet
+[ -f "$DATA" ] || .venv/bin/python -m core.data prepare --limit 260000 --descriptors logp,tpsa \
+  --prefix-features logp,tpsa --out "$DATA"
 mkdir -p runs
 HOSTS=runs/hosts_local2.json
 echo '["127.0.0.1:32423", "127.0.0.1:32424"]' > "$HOSTS"
@@ -19,10 +22,11 @@ ARGS=(--distributed --out "$OUT" --data "$DATA")
 if [ "${RESUME:-0}" = 1 ]; then
   ARGS+=(--resume)
 else
-  ARGS+=(--total-steps 7000 --batch-size 128 --lr 1.5e-3 --warmup 300
+  ARGS+=(--total-steps 6000 --batch-size 128 --lr 1.5e-3 --warmup 300
     --d-model 192 --n-heads 4 --n-layers 4 --d-ff 768
     --enc-d-model 128 --enc-heads 2 --enc-layers 2 --enc-d-ff 512 --latent-dim 16
-    --beta 0.5 --free-bits 0.1 --kl-anneal 2000 --cond-drop 0.1 --eval-every 500)
+    --beta 0.5 --free-bits 0.1 --kl-anneal 2000 --cond-drop 0.1 --eval-every 500
+    --feedback --target-noise 0.1 --uncond-drop 0.1 --n-fourier 6)
 fi
 ARGS+=("$@")
 CORES=$(nproc)

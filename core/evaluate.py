@@ -21,7 +21,7 @@ import pandas as pd
 
 from core.batches import encode_set, take
 from core.checkpoint import Bundle, load_checkpoint
-from core.generate import generate, generate_step, make_cache, make_sampler, score
+from core.generate import generate, generate_step, make_sampler, score
 
 LOGP_GRID = (1.0, 2.0, 3.0)
 TPSA_GRID = (40.0, 60.0, 80.0, 100.0)
@@ -103,17 +103,28 @@ def training_smiles(bundle: Bundle) -> set[str]:
 
 def reconstruction(bundle: Bundle, selfies: list[str], props: np.ndarray) -> dict:
     """Teacher-forced token accuracy vs greedy free-running exact match, with z = mu."""
+    from core.train import prefix_arrays
+
     args, tok = bundle.args, bundle.tokenizer
-    data = encode_set(selfies, props, tok, args.max_len)
-    ids, valid, p = (mx.array(a) for a in take(data, np.arange(len(data))))
+    rows = pd.DataFrame({"selfies": selfies})
+    prefix = prefix_arrays(rows, bundle) if args.feedback else None
+    data = encode_set(selfies, props, tok, args.max_len, prefix)
+    ids, valid, p, pre = (mx.array(a) for a in take(data, np.arange(len(data))))
     present = mx.ones(p.shape)
     logits, mu, logvar, _, _ = bundle.model(
-        ids, valid, p, present, mx.zeros((len(data), args.latent_dim)), tok.bos_id
-    )
+        ids, valid, p, present, mx.zeros((len(data), args.latent_dim)), tok.bos_id,
+        prefix_props=pre,
+    )  # fmt: skip
     mask = np.array(valid)
     acc = float((np.array(logits.argmax(-1)) == np.array(ids))[mask].mean())
-    steps = _decode_with(bundle, mu, p)
-    exact = [tok.decode(row) == s for row, s in zip(steps, selfies[: len(data)], strict=True)]
+    targets = {
+        name: bundle.scales[name].denormalise(np.array(p[:, i]))
+        for i, name in enumerate(bundle.properties)
+    }
+    greedy = make_sampler(0.0)
+    steps = [s.tokens for s in generate_step(bundle, targets, n=len(data), z=mu, sampler=greedy)]
+    decoded = [tok.decode(row) for row in np.stack(steps, axis=1)]
+    exact = [d == s for d, s in zip(decoded, selfies[: len(data)], strict=True)]
     kl_dim = np.array((0.5 * (mu * mu + mx.exp(logvar) - 1 - logvar)).mean(axis=0))
     return {
         "teacher_forced_token_acc": acc,
@@ -122,27 +133,6 @@ def reconstruction(bundle: Bundle, selfies: list[str], props: np.ndarray) -> dic
         "active_units": int((np.array(mu).var(axis=0) > 0.01).sum()),
         "latent_dim": args.latent_dim,
     }
-
-
-def _decode_with(bundle: Bundle, z: mx.array, props: mx.array) -> np.ndarray:
-    """Greedy decoding with given z and normalised property values (all present)."""
-    model, args, tok = bundle.model, bundle.args, bundle.tokenizer
-    n = z.shape[0]
-    present = mx.ones(props.shape)
-    cache = make_cache(bundle)
-    x = model.decoder_inputs(z, props, present, mx.zeros((n, 0), dtype=mx.int32), tok.bos_id)
-    logits, _ = model.decoder(x, 0, cache)
-    offset, out, done = x.shape[1], [], mx.zeros((n,), dtype=mx.bool_)
-    for _ in range(args.max_len):
-        token = mx.where(done, tok.pad_id, logits[:, -1].argmax(-1))
-        done = done | (token == tok.eos_id)
-        mx.eval(token, done)
-        out.append(np.array(token))
-        if bool(done.all().item()):
-            break
-        logits, _ = model.decoder(model.decoder.embed(token[:, None]), offset, cache)
-        offset += 1
-    return np.stack(out, axis=1)
 
 
 def latent_sensitivity(bundle: Bundle, n: int = 200, seed: int = 0) -> float:

@@ -103,10 +103,14 @@ class Step:
     top_probs: np.ndarray  # (B, K) their probabilities (after temperature, before truncation)
     done: np.ndarray  # (B,) True once [EOS] was chosen
     attention: list[np.ndarray] | None  # per layer (B, H, S): this position's attention
+    # (B, P) properties (real units) of the molecule decoded so far, which a closed-loop
+    # model reads as the gap to its targets at the next position; None without feedback
+    prefix_props: np.ndarray | None = None
 
 
-def condition_arrays(bundle: Bundle, targets: dict[str, float | None], n: int):
-    """Normalised values and presence flags (n, P) for targets in real units (None = free)."""
+def condition_arrays(bundle: Bundle, targets: dict[str, float | np.ndarray | None], n: int):
+    """Normalised values and presence flags (n, P) for targets in real units (None = free;
+    an array of n values gives each row its own target)."""
     unknown = set(targets) - set(bundle.properties)
     if unknown:
         raise GenerationError(
@@ -115,12 +119,13 @@ def condition_arrays(bundle: Bundle, targets: dict[str, float | None], n: int):
     values, present = [], []
     for name in bundle.properties:
         target = targets.get(name)
-        if target is not None and not math.isfinite(target):
+        column = np.zeros(n) if target is None else np.broadcast_to(np.asarray(target, float), n)
+        if not np.isfinite(column).all():
             raise GenerationError(f"target for {name} must be a finite number, got {target}")
-        values.append(0.0 if target is None else bundle.scales[name].normalise(float(target)))
-        present.append(0.0 if target is None else 1.0)
-    props = mx.broadcast_to(mx.array(values, dtype=mx.float32), (n, len(values)))
-    return props, mx.broadcast_to(mx.array(present, dtype=mx.float32), (n, len(values)))
+        values.append(bundle.scales[name].normalise(column))
+        present.append(np.full(n, 0.0 if target is None else 1.0))
+    as_array = lambda cols: mx.array(np.stack(cols, axis=1).astype(np.float32))  # noqa: E731
+    return as_array(values), as_array(present)
 
 
 def encode_prefix(bundle: Bundle, prefix: str) -> list[int]:
@@ -151,11 +156,15 @@ def generate_step(
     report_top: int = 5,
     return_attention: bool = False,
     max_tokens: int | None = None,
+    feedback: bool = True,
 ) -> Iterator[Step]:
     """Decode ``n`` molecules token by token, yielding a ``Step`` after each token.
 
     ``z`` (n, latent_dim) defaults to a draw from the prior; ``cfg_scale`` > 1 applies
-    classifier-free guidance against the unconditioned prediction.
+    classifier-free guidance against the unconditioned prediction. A closed-loop model
+    (``args.feedback``) reads after every token the properties of each molecule so far,
+    computed with RDKit (``core.feedback``); ``feedback=False`` freezes them at the prefix's
+    molecule (an open-loop experiment: the model no longer sees its progress).
     """
     model, args = bundle.model, bundle.args
     sampler = sampler or make_sampler()
@@ -165,6 +174,11 @@ def generate_step(
     props, present = condition_arrays(bundle, targets, n)
     prefix_ids = encode_prefix(bundle, prefix)
     tokens = mx.array([prefix_ids] * n, dtype=mx.int32).reshape(n, len(prefix_ids))
+    limit = args.max_len - len(prefix_ids) if max_tokens is None else max_tokens
+    if not 0 < limit <= args.max_len - len(prefix_ids):
+        room = args.max_len - len(prefix_ids)
+        raise GenerationError(f"max_tokens must be between 1 and {room}, got {limit}")
+    tracker = _Feedback(bundle, n, prefix, feedback) if args.feedback else None
     guided = cfg_scale != 1.0
     streams = [(present, make_cache(bundle))]
     if guided:
@@ -178,10 +192,10 @@ def generate_step(
         return outs
 
     bos = bundle.tokenizer.bos_id
-    outs = forward(lambda flags: model.decoder_inputs(z, props, flags, tokens, bos), 0)
+    first = None if tracker is None else tracker.table  # (n, 1 + len(prefix_ids), P)
+    outs = forward(lambda flags: model.decoder_inputs(z, props, flags, tokens, bos, first), 0)
     offset = args.n_prefix + 1 + len(prefix_ids)
     done = mx.zeros((n,), dtype=mx.bool_)
-    limit = args.max_len - len(prefix_ids) if max_tokens is None else max_tokens
     # one key per absolute position: decoding from a prefix of an earlier run's own tokens
     # continues exactly as that run did (the dashboard steps this way)
     keys = mx.random.split(tokens_key, args.max_len)
@@ -192,6 +206,7 @@ def generate_step(
     if not guided and not return_attention and limit > 1:
         fast = _compiled_step(bundle, sampler, report_top)
     static: tuple[list, list] | None = None
+    reads = None if tracker is None else tracker.latest  # (n, 1, P) normalised
     for index in range(limit):
         if index == 0 or fast is None:
             logits = outs[0][0]
@@ -204,25 +219,32 @@ def generate_step(
             # the token goes in at position offset - 1; the step takes the key of index
             # len(prefix_ids) + index, which is that position minus n_prefix
             token, top_ids, top_probs, done, *static = fast(
-                token, mx.array(offset - 1), keys, done, *static
+                token, mx.array(offset - 1), keys, done, props, present, reads, *static
             )
         attn = [w[:, :, -1] for w in outs[0][1]] if return_attention else []
         mx.eval(token, top_ids, top_probs, done, *attn)
         order = np.argsort(-np.array(top_probs), axis=-1, kind="stable")  # best first
         finished = np.array(done)
+        chosen = np.array(token)
+        if tracker is not None:
+            reads = tracker.push(chosen, finished)
         yield Step(
             index=index,
-            tokens=np.array(token),
+            tokens=chosen,
             top_ids=np.take_along_axis(np.array(top_ids), order, axis=-1),
             top_probs=np.take_along_axis(np.array(top_probs), order, axis=-1),
             done=finished,
             attention=[np.array(a) for a in attn] if return_attention else None,
+            prefix_props=None if tracker is None else tracker.raw.copy(),
         )
         if finished.all() or index == limit - 1:
             return
         if fast is None:
-            x = model.decoder.embed(token[:, None])  # (n, 1, d)
-            outs = forward(lambda flags, x=x: x, offset)
+
+            def x_for(flags, token=token, reads=reads):
+                return model.decoder.embed_tokens(token[:, None], props, flags, reads)
+
+            outs = forward(x_for, offset)
         offset += 1
 
 
@@ -265,14 +287,63 @@ def _compiled_step(bundle: Bundle, sampler: Sampler, report_top: int) -> Callabl
 
             first = bundle.args.n_prefix
 
-            def step(token, pos, rng_keys, done, keys, values):
-                logits, keys, values = decoder.step(token, pos, keys, values)
+            def step(token, pos, rng_keys, done, props, present, reads, keys, values):
+                logits, keys, values = decoder.step(token, pos, keys, values, props, present, reads)
                 rng_key = mx.take(rng_keys, pos - first, axis=0)
                 return (*pick(logits, rng_key, done), keys, values)
 
             # the decoder's weights as implicit inputs: a later load_weights is seen
             fn = table[(sampler, report_top)] = mx.compile(step, inputs=decoder.state)
     return fn
+
+
+def prefix_inputs(bundle: Bundle, selfies: str) -> mx.array | None:
+    """What a closed-loop decoder reads at [BOS] and at each symbol of ``selfies``: the
+    normalised properties (1, L + 1, P) of every prefix's molecule; None without feedback."""
+    from core.feedback import prefix_table
+
+    if not bundle.args.feedback:
+        return None
+    names = bundle.properties
+    mean = np.array([bundle.scales[p].mean for p in names], dtype=np.float32)
+    std = np.array([bundle.scales[p].std for p in names], dtype=np.float32)
+    return mx.array(((prefix_table(selfies, names) - mean) / std)[None].astype(np.float32))
+
+
+class _Feedback:
+    """What a closed-loop model reads during one generation call: the properties of each
+    sequence's molecule so far (``core.feedback.PrefixTracker``), normalised."""
+
+    def __init__(self, bundle: Bundle, n: int, prefix: str, live: bool):
+        import selfies as sf
+
+        from core.feedback import PrefixTracker
+
+        names = bundle.properties
+        self.tokenizer, self.live = bundle.tokenizer, live
+        self.mean = np.array([bundle.scales[p].mean for p in names], dtype=np.float32)
+        self.std = np.array([bundle.scales[p].std for p in names], dtype=np.float32)
+        symbols = list(sf.split_selfies(prefix)) if prefix else []
+        table = prefix_inputs(bundle, prefix)  # (1, 1 + L, P)
+        self.table = mx.broadcast_to(table, (n, *table.shape[1:]))
+        self.tracker = PrefixTracker(n, names, symbols)
+        self.raw = self.tracker.values.copy()
+        self.latest = self.table[:, -1:]  # (n, 1, P)
+
+    def _normalise(self, values: np.ndarray) -> np.ndarray:
+        return ((values - self.mean) / self.std).astype(np.float32)
+
+    def push(self, tokens: np.ndarray, done: np.ndarray) -> mx.array:
+        """The molecules after this step's tokens -> what the next position reads (n, 1, P)."""
+        if self.live:
+            eos = self.tokenizer.eos_id
+            symbols = [
+                None if finished or t == eos else self.tokenizer.tokens[t]
+                for t, finished in zip(tokens.tolist(), done.tolist(), strict=True)
+            ]
+            self.raw = self.tracker.push(symbols).copy()
+            self.latest = mx.array(self._normalise(self.raw)[:, None])
+        return self.latest
 
 
 def _static_cache(cache: list[KVCache], size: int) -> tuple[list, list]:

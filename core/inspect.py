@@ -16,7 +16,7 @@ from rdkit import Chem
 
 from core.checkpoint import Bundle
 from core.chem import describe, mol_from_smiles, smiles_to_selfies
-from core.generate import condition_arrays, generate_step, make_sampler
+from core.generate import condition_arrays, generate_step, make_sampler, prefix_inputs
 from core.tokenizer import SPECIALS, TokenizerError
 
 PROPERTY_NAMES = {"logp": "LogP", "tpsa": "TPSA"}  # short labels for axis ticks
@@ -116,7 +116,8 @@ def attention_maps(
     props, present = condition_arrays(bundle, targets, 1)
     mu, _, enc_weights = _encode(bundle, ids, props, present, weights=True)
     z_used = mu if z is None else mx.array(np.asarray(z, dtype=np.float32).reshape(1, -1))
-    x = model.decoder_inputs(z_used, props, present, ids[:, :-1], tok.bos_id)
+    reads = prefix_inputs(bundle, tok.decode(ids_list))
+    x = model.decoder_inputs(z_used, props, present, ids[:, :-1], tok.bos_id, reads)
     _, dec_weights = model.decoder(x, return_weights=True)
     mx.eval(z_used, *enc_weights, *dec_weights)
 
@@ -198,8 +199,9 @@ def leak_check(
     # one sequence per call, so both runs go through identical kernels row for row
     runs = []
     for row_ids in (ids_list, changed):
+        reads = prefix_inputs(bundle, tok.decode(row_ids))
         x = model.decoder_inputs(
-            mu, props, present, mx.array([row_ids[:-1]], dtype=mx.int32), tok.bos_id
+            mu, props, present, mx.array([row_ids[:-1]], dtype=mx.int32), tok.bos_id, reads
         )
         fast, _ = model.decoder(x)
         slow, weights = model.decoder(x, return_weights=True)

@@ -6,7 +6,9 @@ A property-conditioned Transformer VAE over SELFIES tokens:
   mean-pooled over the tokens -> ``mu``, ``logvar`` of the latent ``z``.
 - ``Decoder``: GPT-style pre-norm causal Transformer. Its input is a prefix of one token per
   property condition and one token from ``z``, then [BOS] and the SELFIES tokens. The causal
-  mask covers the prefix too, so every position sees the conditions.
+  mask covers the prefix too, so every position sees the conditions. With ``feedback`` on,
+  every [BOS]/token position also reads, per property, the target and the gap (target −
+  property of the molecule decoded so far) / σ (``core.feedback``): closed-loop steering.
 - ``PropertyHead``: predicts the properties from ``mu`` (a probe of what the latent holds).
 
 Attention has a fast path (``mx.fast.scaled_dot_product_attention``) and an inspection path
@@ -39,6 +41,7 @@ class ModelArgs:
     n_fourier: int = 16  # Fourier features of each normalised property value
     activation: str = "relu"  # "relu" (fast on CPU) or "gelu"
     norm_eps: float = 1e-5  # LayerNorm epsilon
+    feedback: bool = False  # token positions read (target, gap to target) per property
 
     @classmethod
     def from_dict(cls, params: dict) -> ModelArgs:
@@ -168,6 +171,25 @@ class ConditionEmbedding(nn.Module):
         return tokens + self.type.weight
 
 
+class FeedbackEmbedding(nn.Module):
+    """What each [BOS]/token position reads of the conditions: per property the normalised
+    target, the gap (target − property of the prefix's molecule) / σ and the presence flag,
+    all zero for a dropped property, through a small MLP added to the token embedding."""
+
+    def __init__(self, n_props: int, dims: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(3 * n_props, dims), nn.ReLU(), nn.Linear(dims, dims))
+
+    def __call__(self, props: mx.array, present: mx.array, prefix_props: mx.array) -> mx.array:
+        """props, present: (B, P); prefix_props: (B, T, P) normalised -> (B, T, d)."""
+        T = prefix_props.shape[1]
+        target = mx.broadcast_to((props * present)[:, None], prefix_props.shape)  # (B, T, P)
+        flags = mx.broadcast_to(present[:, None], prefix_props.shape)
+        gap = (props[:, None] - prefix_props) * flags
+        feats = mx.concatenate([gap, target, flags], axis=-1)  # (B, T, 3P)
+        return self.net(feats.reshape(-1, feats.shape[-1])).reshape(props.shape[0], T, -1)
+
+
 class Encoder(nn.Module):
     """Bidirectional Transformer: (conditions, tokens) -> mu, logvar of z."""
 
@@ -212,6 +234,8 @@ class Decoder(nn.Module):
         self.pos = nn.Embedding(args.max_len + args.n_prefix + 1, d)
         self.cond = ConditionEmbedding(len(args.properties), d, args.n_fourier)
         self.from_latent = nn.Linear(args.latent_dim, d)
+        if args.feedback:
+            self.feedback = FeedbackEmbedding(len(args.properties), d)
         self.blocks = [
             TransformerBlock(d, args.n_heads, args.d_ff, args.activation, args.norm_eps)
             for _ in range(args.n_layers)
@@ -222,6 +246,17 @@ class Decoder(nn.Module):
     def prefix(self, z: mx.array, props: mx.array, present: mx.array) -> mx.array:
         """Embeddings (B, P+1, d) of the condition tokens and the z token."""
         return mx.concatenate([self.cond(props, present), self.from_latent(z)[:, None]], axis=1)
+
+    def embed_tokens(self, ids, props, present, prefix_props=None) -> mx.array:
+        """Embeddings (B, T, d) of token ids (B, T); with feedback, plus what each position
+        reads of the targets, given ``prefix_props`` (B, T, P): the normalised properties of
+        the molecule decoded before the token that position predicts."""
+        x = self.embed(ids)
+        if "feedback" in self:
+            if prefix_props is None:
+                raise ValueError("this decoder reads feedback: pass prefix_props (B, T, P)")
+            x = x + self.feedback(props, present, prefix_props)
+        return x
 
     def __call__(self, x: mx.array, offset: int = 0, cache=None, return_weights=False):
         """x: (B, T, d) input embeddings at absolute positions offset.. -> logits (B, T, V)."""
@@ -235,10 +270,12 @@ class Decoder(nn.Module):
             weights.append(w)
         return self.head(self.norm(x)), weights
 
-    def step(self, token: mx.array, pos: mx.array, keys: list, values: list):
+    def step(self, token, pos, keys: list, values: list, props, present, prefix_props):
         """Logits (B, V) after ``token`` (B,) at absolute position ``pos`` (0-d array), with
-        fixed-size per-layer caches (B, H, S, Dh), S = the position table's size."""
-        x = self.embed(token[:, None]) + mx.take(self.pos.weight, pos, axis=0)
+        fixed-size per-layer caches (B, H, S, Dh), S = the position table's size;
+        ``prefix_props`` (B, 1, P) as in ``embed_tokens``."""
+        x = self.embed_tokens(token[:, None], props, present, prefix_props)
+        x = x + mx.take(self.pos.weight, pos, axis=0)
         new_keys, new_values = [], []
         for block, k, v in zip(self.blocks, keys, values, strict=True):
             x, k, v = block.step(x, pos, k, v)
@@ -266,22 +303,30 @@ class Model(nn.Module):
         self.decoder = Decoder(args)
         self.property_head = PropertyHead(args.latent_dim, len(args.properties))
 
-    def decoder_inputs(self, z, props, present, tokens, bos_id: int) -> mx.array:
-        """Embeddings (B, P+1+1+T, d) of [conditions, z, BOS, tokens]."""
+    def decoder_inputs(self, z, props, present, tokens, bos_id: int, prefix_props=None) -> mx.array:
+        """Embeddings (B, P+1+1+T, d) of [conditions, z, BOS, tokens]; ``prefix_props``
+        (B, 1+T, P): the normalised properties of the molecule before each of BOS, tokens
+        (needed with feedback; ``core.feedback``)."""
         B = tokens.shape[0]
         bos = mx.full((B, 1), bos_id, dtype=tokens.dtype)
-        tok = self.decoder.embed(mx.concatenate([bos, tokens], axis=1))
+        ids = mx.concatenate([bos, tokens], axis=1)
+        tok = self.decoder.embed_tokens(ids, props, present, prefix_props)
         return mx.concatenate([self.decoder.prefix(z, props, present), tok], axis=1)
 
-    def __call__(self, tokens, valid, props, present, eps, bos_id: int, return_weights=False):
-        """Teacher-forced pass. tokens, valid: (B, T); props, present: (B, P); eps: (B, Z).
+    def __call__(
+        self, tokens, valid, props, present, eps, bos_id: int, return_weights=False,
+        prefix_props=None,
+    ):  # fmt: skip
+        """Teacher-forced pass. tokens, valid: (B, T); props, present: (B, P); eps: (B, Z);
+        ``prefix_props`` (B, T, P) with feedback: the normalised properties of the molecule
+        of tokens[:, :t] at position t.
 
         Returns logits (B, T, V) predicting ``tokens`` (position t sees tokens < t), mu, logvar,
         the property head's predictions (B, P) and, on request, the decoder's attention.
         """
         mu, logvar, _ = self.encoder(tokens, valid, props, present)
         z = mu + mx.exp(0.5 * logvar) * eps
-        x = self.decoder_inputs(z, props, present, tokens[:, :-1], bos_id)
+        x = self.decoder_inputs(z, props, present, tokens[:, :-1], bos_id, prefix_props)
         logits, weights = self.decoder(x, return_weights=return_weights)
         logits = logits[:, self.args.n_prefix :]  # drop the prefix positions: (B, T, V)
         return logits, mu, logvar, self.property_head(mu), weights

@@ -63,13 +63,21 @@ class TrainArgs:
     kl_anneal: int = 2000  # steps of linear KL warmup from 0 to beta
     free_bits: float = 0.1  # nats per latent dimension that cost nothing
     cond_drop: float = 0.15  # probability of dropping each condition independently
+    uncond_drop: float = 0.0  # probability of dropping all conditions together (unconditional)
+    target_noise: float = 0.0  # σ units of noise on the conditioned targets (closed loop stops)
     prop_weight: float = 0.1  # weight of the property-head MSE (the head sees stop_grad(mu))
     seed: int = 0  # model init, data order and noise
 
 
-def loss_fn(model: Model, ids, valid, props, present, eps, beta, targs: TrainArgs, bos: int):
-    """Total loss and its parts (reconstruction CE per token, KL per molecule, property MSE)."""
-    logits, mu, logvar, _, _ = model(ids, valid, props, present, eps, bos)
+def loss_fn(
+    model: Model, ids, valid, props, targets, present, prefix, eps, beta, targs: TrainArgs,
+    bos: int,
+):  # fmt: skip
+    """Total loss and its parts (reconstruction CE per token, KL per molecule, property MSE).
+
+    ``props`` are the molecules' own normalised properties (the probe's labels), ``targets``
+    what the model is conditioned on (``props`` plus the training noise)."""
+    logits, mu, logvar, _, _ = model(ids, valid, targets, present, eps, bos, prefix_props=prefix)
     mask = valid.astype(mx.float32)
     n_tokens = mask.sum()
     ce = (nn.losses.cross_entropy(logits, ids) * mask).sum() / n_tokens
@@ -83,8 +91,8 @@ def loss_fn(model: Model, ids, valid, props, present, eps, beta, targs: TrainArg
 
 
 def shard_loss_fn(
-    model: Model, ids, valid, props, present, eps, beta, n_tokens, targs: TrainArgs, bos: int,
-    world: World,
+    model: Model, ids, valid, props, targets, present, prefix, eps, beta, n_tokens,
+    targs: TrainArgs, bos: int, world: World,
 ):  # fmt: skip
     """One rank's share of ``loss_fn`` on the global batch, times the number of ranks, so that
     averaging the ranks' gradients gives exactly the gradient of ``loss_fn`` on the whole batch.
@@ -95,7 +103,7 @@ def shard_loss_fn(
     Returns the share and this rank's sums (CE, property squared error) and the global KL per
     dimension.
     """
-    logits, mu, logvar, _, _ = model(ids, valid, props, present, eps, bos)
+    logits, mu, logvar, _, _ = model(ids, valid, targets, present, eps, bos, prefix_props=prefix)
     mask = valid.astype(mx.float32)
     ce_sum = (nn.losses.cross_entropy(logits, ids) * mask).sum()
     kl_sum = (0.5 * (mu * mu + mx.exp(logvar) - 1.0 - logvar)).sum(axis=0)  # (Z,)
@@ -108,6 +116,18 @@ def shard_loss_fn(
     return share * world.size, (ce_sum, kl_dim, prop_sum)
 
 
+def _step_noise(key: mx.array, B: int, P: int, Z: int, targs: TrainArgs):
+    """All of one step's randomness for the global batch, from one key: target noise (B, P)
+    in σ units, presence flags (B, P) (each condition dropped on its own, and all of a row
+    together with ``uncond_drop``) and the VAE's noise (B, Z)."""
+    noise_key, drop_key, all_key, eps_key = mx.random.split(key, 4)
+    keep = mx.random.uniform(shape=(B, P), key=drop_key) >= targs.cond_drop
+    if targs.uncond_drop > 0:
+        keep = keep & (mx.random.uniform(shape=(B, 1), key=all_key) >= targs.uncond_drop)
+    noise = targs.target_noise * mx.random.normal((B, P), key=noise_key)
+    return noise, keep.astype(mx.float32), mx.random.normal((B, Z), key=eps_key)
+
+
 def make_optimizer(targs: TrainArgs) -> optim.AdamW:
     warm = optim.linear_schedule(targs.lr * 0.01, targs.lr, max(targs.warmup, 1))
     decay_steps = max(targs.total_steps - targs.warmup, 1)
@@ -117,7 +137,8 @@ def make_optimizer(targs: TrainArgs) -> optim.AdamW:
 
 
 def make_train_step(model: Model, optimizer: optim.Optimizer, targs: TrainArgs, bos: int):
-    """A compiled function (ids, valid, props, beta, key) -> (loss, ce, kl, prop_mse, grad_norm).
+    """A compiled function (ids, valid, props, prefix, beta, key) -> (loss, ce, kl, prop_mse,
+    grad_norm).
 
     All randomness (condition dropout, the VAE's noise) comes from ``key``, so a step's result
     depends only on the weights, the batch and the key: resuming reproduces a run exactly.
@@ -126,14 +147,12 @@ def make_train_step(model: Model, optimizer: optim.Optimizer, targs: TrainArgs, 
     loss_and_grad = nn.value_and_grad(model, partial(loss_fn, targs=targs, bos=bos))
 
     @partial(mx.compile, inputs=state, outputs=state)
-    def step(ids, valid, props, beta, key):
-        B = ids.shape[0]
-        drop_key, eps_key = mx.random.split(key)
-        keep = mx.random.uniform(shape=props.shape, key=drop_key) >= targs.cond_drop
-        present = keep.astype(mx.float32)
-        eps = mx.random.normal((B, model.args.latent_dim), key=eps_key)
+    def step(ids, valid, props, prefix, beta, key):
+        B, P = props.shape
+        targets, present, eps = _step_noise(key, B, P, model.args.latent_dim, targs)
+        targets = props + targets  # (B, P)
         (loss, (ce, kl, prop_mse)), grads = loss_and_grad(
-            model, ids, valid, props, present, eps, beta
+            model, ids, valid, props, targets, present, prefix, eps, beta
         )
         grads, norm = optim.clip_grad_norm(grads, targs.clip)
         optimizer.update(model, grads)
@@ -146,9 +165,9 @@ def make_sharded_train_step(
     model: Model, optimizer: optim.Optimizer, targs: TrainArgs, bos: int, world: World
 ):
     """``make_train_step`` for one rank of a data-parallel run: a compiled function
-    (ids, valid, props, beta, key, n_tokens, flags) of this rank's rows of the global batch ->
-    (loss, ce, kl, prop_mse, grad_norm, flags summed over the ranks), all values of the global
-    batch and equal on every rank.
+    (ids, valid, props, prefix, beta, key, n_tokens, flags) of this rank's rows of the global
+    batch -> (loss, ce, kl, prop_mse, grad_norm, flags summed over the ranks), all values of
+    the global batch and equal on every rank.
 
     The noise is drawn for the whole global batch and sliced like the rows, so the run follows
     the one-process run. Gradients are averaged inside the compiled step; ``flags`` (stop
@@ -161,13 +180,10 @@ def make_sharded_train_step(
     mine = slice(world.rank, None, world.size)  # the rows world.shard takes
 
     @partial(mx.compile, inputs=state, outputs=state)
-    def step(ids, valid, props, beta, key, n_tokens, flags):
-        drop_key, eps_key = mx.random.split(key)
-        keep = mx.random.uniform(shape=(B, P), key=drop_key)[mine] >= targs.cond_drop
-        present = keep.astype(mx.float32)
-        eps = mx.random.normal((B, Z), key=eps_key)[mine]
+    def step(ids, valid, props, prefix, beta, key, n_tokens, flags):
+        noise, present, eps = (a[mine] for a in _step_noise(key, B, P, Z, targs))
         (_, (ce_sum, kl_dim, prop_sum)), grads = loss_and_grad(
-            model, ids, valid, props, present, eps, beta, n_tokens
+            model, ids, valid, props, props + noise, present, prefix, eps, beta, n_tokens
         )
         grads = nn.average_gradients(grads, group=world.group)
         grads, norm = optim.clip_grad_norm(grads, targs.clip)
@@ -192,10 +208,12 @@ def evaluate_batches(bundle: Bundle, data: EncodedSet, batch_size: int = 256) ->
     mus = []
     for start in range(0, len(data), batch_size):
         rows = np.arange(start, min(start + batch_size, len(data)))
-        ids, valid, props = (mx.array(a) for a in take(data, rows))
+        ids, valid, props, prefix = (mx.array(a) for a in take(data, rows))
         present = mx.ones(props.shape)
         eps = mx.zeros((len(rows), args.latent_dim))
-        logits, mu, logvar, pred, _ = model(ids, valid, props, present, eps, bos)
+        logits, mu, logvar, pred, _ = model(
+            ids, valid, props, present, eps, bos, prefix_props=prefix
+        )
         mask = valid.astype(mx.float32)
         ce = (nn.losses.cross_entropy(logits, ids) * mask).sum()
         correct = ((logits.argmax(-1) == ids) * mask).sum()
@@ -229,6 +247,30 @@ def property_scales(table, names: list[str]) -> dict[str, PropertyScale]:
         lo, hi = np.percentile(col, [0.5, 99.5])
         scales[name] = PropertyScale(float(col.mean()), float(col.std()), float(lo), float(hi))
     return scales
+
+
+def prefix_arrays(rows, bundle: Bundle) -> list[np.ndarray]:
+    """Per molecule the normalised (L + 1, P) properties of its prefixes: from the table's
+    ``prefix_<name>`` columns (``core.data prepare --prefix-features``) when it has them,
+    else computed here with RDKit (``core.feedback.prefix_table``, ~7 ms a molecule)."""
+    from tqdm import tqdm
+
+    from core.data import prefix_column
+    from core.feedback import prefix_table
+
+    names = bundle.properties
+    mean = np.array([bundle.scales[n].mean for n in names], dtype=np.float32)
+    std = np.array([bundle.scales[n].std for n in names], dtype=np.float32)
+    columns = [prefix_column(n) for n in names]
+    if all(c in rows for c in columns):
+        tables = [np.stack(c, axis=1) for c in zip(*(rows[c] for c in columns), strict=True)]
+    else:
+        selfies = rows["selfies"].tolist()
+        tables = [
+            prefix_table(s, names)
+            for s in tqdm(selfies, desc="prefix properties", unit="mol", file=sys.stderr)
+        ]
+    return [((t - mean) / std).astype(np.float32) for t in tables]
 
 
 def load_table(path: Path):
@@ -310,7 +352,7 @@ def train(opts: argparse.Namespace, world: World | None = None) -> Path:
             batch_size=opts.batch_size, lr=opts.lr, warmup=opts.warmup, clip=opts.clip,
             total_steps=opts.total_steps or opts.max_steps or 10_000, beta=opts.beta,
             kl_anneal=opts.kl_anneal, free_bits=opts.free_bits, cond_drop=opts.cond_drop,
-            seed=opts.seed,
+            uncond_drop=opts.uncond_drop, target_noise=opts.target_noise, seed=opts.seed,
         )  # fmt: skip
         tokenizer = Tokenizer.build(train_rows["selfies"], sf.get_semantic_robust_alphabet())
         margs = ModelArgs(
@@ -318,7 +360,8 @@ def train(opts: argparse.Namespace, world: World | None = None) -> Path:
             n_heads=opts.n_heads, n_layers=opts.n_layers, d_ff=opts.d_ff,
             enc_d_model=opts.enc_d_model, enc_heads=opts.enc_heads, enc_layers=opts.enc_layers,
             enc_d_ff=opts.enc_d_ff,
-            latent_dim=opts.latent_dim, activation=opts.activation,
+            latent_dim=opts.latent_dim, activation=opts.activation, feedback=opts.feedback,
+            n_fourier=opts.n_fourier,
         )  # fmt: skip
         mx.random.seed(targs.seed)
         model = Model(margs)
@@ -341,12 +384,18 @@ def train(opts: argparse.Namespace, world: World | None = None) -> Path:
         [(train_rows[n].to_numpy() - bundle.scales[n].mean) / bundle.scales[n].std for n in names],
         axis=1,
     )
-    train_set = encode_set(train_rows["selfies"].tolist(), scaled, tokenizer, args.max_len)
+    train_prefix = prefix_arrays(train_rows, bundle) if args.feedback else None
+    train_set = encode_set(
+        train_rows["selfies"].tolist(), scaled, tokenizer, args.max_len, train_prefix
+    )
     val_scaled = np.stack(
         [(val_rows[n].to_numpy() - bundle.scales[n].mean) / bundle.scales[n].std for n in names],
         axis=1,
     )
-    val_set = encode_set(val_rows["selfies"].tolist(), val_scaled, tokenizer, args.max_len)
+    val_prefix = prefix_arrays(val_rows, bundle) if args.feedback else None
+    val_set = encode_set(
+        val_rows["selfies"].tolist(), val_scaled, tokenizer, args.max_len, val_prefix
+    )
     if len(train_set) < targs.batch_size:
         have, need = len(train_set), targs.batch_size
         raise TrainingError(f"only {have} training molecules for a batch of {need}")
@@ -410,11 +459,11 @@ def train(opts: argparse.Namespace, world: World | None = None) -> Path:
             batches = epoch_batches(train_set.lengths, targs.batch_size, targs.seed, epoch)
         t0 = time.perf_counter()
         rows = batches[batch_index]
-        ids, valid, props = take(train_set, world.shard(rows))
+        ids, valid, props, prefix = (mx.array(a) for a in take(train_set, world.shard(rows)))
         n_tok = int(train_set.lengths[rows].sum())  # of the global batch
         beta = targs.beta * min(1.0, step / max(targs.kl_anneal, 1))
         key = mx.random.key(targs.seed * 1_000_003 + step)
-        inputs = (mx.array(ids), mx.array(valid), mx.array(props), mx.array(beta, mx.float32), key)
+        inputs = (ids, valid, props, prefix, mx.array(beta, mx.float32), key)
         if world.size > 1:
             # every rank stops after the same step: the step sums the ranks' stop requests
             flags = mx.array([stop.signal is not None, time.time() > deadline], mx.float32)
@@ -516,6 +565,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kl-anneal", type=int, default=2000, help="KL warmup steps")
     p.add_argument("--free-bits", type=float, default=0.1, help="free nats per latent dim")
     p.add_argument("--cond-drop", type=float, default=0.15, help="condition dropout rate")
+    p.add_argument(
+        "--uncond-drop", type=float, default=0.0, help="rate of dropping all conditions at once"
+    )
+    p.add_argument(
+        "--target-noise", type=float, default=0.0, help="σ units of noise on training targets"
+    )
+    p.add_argument(
+        "--feedback", action="store_true", help="closed loop: positions read the gap to target"
+    )
+    p.add_argument("--n-fourier", type=int, default=16, help="Fourier features per condition")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--max-len", type=int, default=72, help="longest token sequence")
     p.add_argument("--d-model", type=int, default=256, help="decoder width")
