@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from core.errors import UserError
+
 PREFIX = "scipy_"
 LIB_NAME = "libopenblas_molscope.so"
 SHIM_NAME = "libmolscope_sgemm.so"
@@ -37,7 +39,7 @@ SHIM_SOURCE = Path(__file__).with_name("sgemm_shim.c")
 _loaded: Path | None = None
 
 
-class BlasError(RuntimeError):
+class BlasError(UserError, RuntimeError):
     """The optimized BLAS could not be built or loaded."""
 
 

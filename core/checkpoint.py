@@ -24,6 +24,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
+from core.errors import UserError
 from core.model import Model, ModelArgs
 from core.tokenizer import Tokenizer
 
@@ -35,7 +36,7 @@ METRICS = "metrics.jsonl"
 LEFTOVER = re.compile(r"(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)")  # what a crashed save leaves
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint is missing, unreadable or inconsistent; the message names the file."""
 
 
@@ -225,7 +226,9 @@ def read_config(path: Path | str) -> dict:
 
 
 def _check_safetensors(file: Path) -> None:
-    """Reject a truncated or garbled safetensors file with a clear message."""
+    """Reject a missing, truncated or garbled safetensors file with a clear message."""
+    if not file.is_file():
+        raise CheckpointError(f"{file} is missing")
     try:
         size = file.stat().st_size
         with open(file, "rb") as fh:

@@ -23,11 +23,13 @@ from rdkit.Chem import QED, Crippen, Descriptors, Lipinski, rdFingerprintGenerat
 from rdkit.Chem.Draw import rdMolDraw2D
 from rdkit.rdBase import BlockLogs
 
+from core.errors import UserError
+
 Mol = Chem.Mol
 MAX_SMILES_CHARS = 500  # longer text is no small molecule; RDKit's descriptors grow ~n² with it
 
 
-class ChemError(ValueError):
+class ChemError(UserError, ValueError):
     """A chemistry helper was called wrongly (unknown descriptor, bad atom index, ...)."""
 
 

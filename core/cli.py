@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from core.errors import UserError
+
 
 class OneLineParser(argparse.ArgumentParser):
     """Reports a usage error as one ``error: ...`` line (``--help`` shows the usage)."""
@@ -14,7 +16,9 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}\n")
 
 
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, RuntimeError, OSError, KeyError)
+# the project's own error classes and OS errors (a path the user gave); anything else is a bug
+# and keeps its traceback
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, OSError)
 
 
 def run_cli(main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser) -> None:

@@ -39,6 +39,7 @@ from rdkit import Chem
 from tqdm import tqdm
 
 from core.chem import DESCRIPTORS, describe, mol_from_smiles, rdkit_quiet, selfies_to_smiles
+from core.errors import UserError
 from core.feedback import prefix_table
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -61,7 +62,7 @@ SCHEMA = pa.schema(
 )
 
 
-class DataError(RuntimeError):
+class DataError(UserError, RuntimeError):
     """The data set cannot be found, read or written (the message says what to do)."""
 
 

@@ -24,10 +24,12 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_map
 
+from core.errors import UserError
+
 BACKENDS = ("ring", "mpi")
 
 
-class DistributedError(RuntimeError):
+class DistributedError(UserError, RuntimeError):
     """The process group cannot be set up (not started by mlx.launch, backend missing...)."""
 
 

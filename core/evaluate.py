@@ -2,7 +2,9 @@
 
 Validity, uniqueness, novelty and diversity; conditioning on the reference grid (MAD, SD,
 hit rates, and the same against shuffled targets); unconditional property statistics;
-reconstruction (teacher-forced vs free-running); latent use (KL per dim, active units).
+reconstruction (teacher-forced vs free-running); latent use (KL per dim, active units); the
+MOSES suite (``core.moses``) of unconditional samples and of samples conditioned on the
+(LogP, TPSA) pairs of MOSES test molecules, against the MOSES test set.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ import pandas as pd
 
 from core.batches import encode_set, take
 from core.checkpoint import Bundle, load_checkpoint
-from core.generate import generate, generate_step, make_sampler, score
+from core.generate import GenerationError, generate, generate_step, make_sampler, score
 
 LOGP_GRID = (1.0, 2.0, 3.0)
 TPSA_GRID = (40.0, 60.0, 80.0, 100.0)
 HIT = {"logp": 0.5, "tpsa": 10.0}
 STRICT_HIT = {"logp": 0.4, "tpsa": 8.0}
 MAX_SAMPLES = 20_000
+MOSES_REFERENCE = 5_000  # MOSES test molecules the suite compares against (None: all 176,074)
 
 
 def reference_grid() -> list[dict[str, float | None]]:
@@ -146,6 +149,54 @@ def latent_sensitivity(bundle: Bundle, n: int = 200, seed: int = 0) -> float:
     return float(np.mean([a != b for a, b in zip(*runs, strict=True)]))
 
 
+def moses_section(
+    bundle: Bundle,
+    unconditioned: list[str],
+    n: int,
+    seed: int = 0,
+    temperature: float = 1.0,
+    cfg_scale: float = 1.0,
+    reference_size: int | None = MOSES_REFERENCE,
+) -> dict:
+    """The MOSES suite of the ``unconditioned`` SMILES and of ``n`` molecules generated at the
+    (LogP, TPSA) pairs of randomly drawn MOSES test molecules (with the MAD from those
+    targets), both against ``reference_size`` MOSES test molecules (all when None)."""
+    from core.chem import describe_smiles
+    from core.moses import moses_suite, moses_test_smiles, reference_statistics
+
+    smiles = moses_test_smiles(reference_size)
+    reference = reference_statistics(smiles)
+    section: dict = {
+        "reference": {"set": "MOSES test", "n": reference.n},
+        "unconditioned": moses_suite(unconditioned, reference),
+    }
+    names = [p for p in ("logp", "tpsa") if p in bundle.properties]
+    if not names:
+        return section
+    rng = np.random.default_rng(seed)
+    drawn = rng.choice(len(smiles), size=n, replace=n > len(smiles))
+    pairs = [d for d in (describe_smiles(smiles[i], names) for i in drawn) if d is not None]
+    targets = {p: np.array([d[p] for d in pairs]) for p in names}
+    table = score(
+        generate(
+            bundle,
+            targets,
+            len(pairs),
+            seed=seed + 77_777,
+            temperature=temperature,
+            cfg_scale=cfg_scale,
+        ),
+        tuple(names),
+    )
+    suite = moses_suite(table.smiles.tolist(), reference)
+    valid = (table.smiles != "").to_numpy()
+    for p in names:
+        deviation = np.abs(table[p].to_numpy() - targets[p])[valid]
+        suite[f"mad_{p}"] = float(deviation.mean()) if len(deviation) else math.nan
+    section["conditioned_test_pairs"] = suite
+    return section
+
+
 def evaluate(
     bundle: Bundle,
     n: int = 1000,
@@ -153,8 +204,13 @@ def evaluate(
     temperature: float = 1.0,
     cfg_scale: float = 1.0,
     progress: Callable[[float, str], None] | None = None,
+    moses_reference: int | None = MOSES_REFERENCE,
 ) -> dict:
-    """All metrics for ``bundle``; ``progress(fraction, message)`` is called as work proceeds."""
+    """All metrics for ``bundle``; ``progress(fraction, message)`` is called as work proceeds.
+
+    The MOSES suite compares against ``moses_reference`` MOSES test molecules (default
+    ``MOSES_REFERENCE``, 5,000, drawn with a fixed seed; None: the whole test set).
+    """
     from core.chem import tanimoto_diversity
     from core.data import DEFAULT_DATA, load_dataset
 
@@ -164,29 +220,33 @@ def evaluate(
     known = [t for t in grid if set(t) <= set(bundle.properties)]
     rows, tables = [], []
     for i, targets in enumerate(known):
-        report(i / (len(known) + 3), f"generating at {targets}")
+        report(i / (len(known) + 4), f"generating at {targets}")
         table = score(
             generate(bundle, targets, n, seed=seed + 1000 * i, temperature=temperature,
                      cfg_scale=cfg_scale)
         )  # fmt: skip
         rows.append(target_metrics(table, targets))
         tables.append(table)
-    report(len(known) / (len(known) + 3), "unconditional samples")
+    report(len(known) / (len(known) + 4), "unconditional samples")
     free = score(generate(bundle, {}, n, seed=seed + 99_999, temperature=temperature))
     all_valid = pd.concat([*tables, free])
     all_valid = all_valid[all_valid.smiles != ""]
-    report((len(known) + 1) / (len(known) + 3), "novelty and diversity")
+    report((len(known) + 1) / (len(known) + 4), "novelty and diversity")
     train = training_smiles(bundle)
     unique = set(all_valid.smiles)
     rng = np.random.default_rng(seed)
     sample = rng.choice(sorted(unique), size=min(2000, len(unique)), replace=False)
+    report((len(known) + 2) / (len(known) + 4), "MOSES suite")
+    moses = moses_section(
+        bundle, free.smiles.tolist(), n, seed, temperature, cfg_scale, moses_reference
+    )
     data_path = Path(bundle.meta.get("data", {}).get("path", ""))
     table = load_dataset(data_path if data_path.is_file() else DEFAULT_DATA)
     n_recon = min(500, n)  # greedy reconstructions are costly; at most 500
     test = table[table.split == "test"].head(n_recon)
     if test.empty:
         test = table.head(n_recon)
-    report((len(known) + 2) / (len(known) + 3), "reconstruction and latent use")
+    report((len(known) + 3) / (len(known) + 4), "reconstruction and latent use")
     props = np.stack(
         [bundle.scales[p].normalise(test[p].to_numpy()) for p in bundle.properties], axis=1
     )
@@ -213,6 +273,7 @@ def evaluate(
         "unconditional": unconditional,
         "reconstruction": reconstruction(bundle, test.selfies.tolist(), props),
         "latent_sensitivity": latent_sensitivity(bundle, n=min(n, 200), seed=seed),
+        "moses": moses,
         "seconds": round(time.time() - started, 1),
     }
     report(1.0, "done")
@@ -223,7 +284,9 @@ def main(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     if not 0 < args.n <= MAX_SAMPLES:
-        raise ValueError(f"--n must be between 1 and {MAX_SAMPLES}, got {args.n}")
+        raise GenerationError(f"--n must be between 1 and {MAX_SAMPLES}, got {args.n}")
+    if args.moses_reference < 0:
+        raise GenerationError(f"--moses-reference must be 0 or more, got {args.moses_reference}")
     bundle = load_checkpoint(args.checkpoint)
     with tqdm(total=100, desc="evaluating", unit="%", file=sys.stderr) as bar:
 
@@ -231,18 +294,25 @@ def main(args: argparse.Namespace) -> int:
             bar.set_postfix_str(message)
             bar.update(round(fraction * 100) - bar.n)
 
-        result = evaluate(bundle, args.n, args.seed, args.temperature, args.cfg_scale, progress)
+        result = evaluate(
+            bundle, args.n, args.seed, args.temperature, args.cfg_scale, progress,
+            moses_reference=args.moses_reference or None,
+        )  # fmt: skip
     out = Path(args.out) if args.out else Path(args.checkpoint) / "evaluation.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
     tmp.write_text(json.dumps(result, indent=2))
     tmp.replace(out)
     s, o = result["summary"], result["overall"]
+    m = result["moses"]["unconditioned"]
     print(
         f"validity {o['validity']:.3f}  uniqueness {o['uniqueness']:.3f}  novelty "
         f"{o['novelty']:.3f}  diversity {o['internal_diversity']:.3f}\n"
         f"LogP MAD {s['logp_mad']:.3f}  TPSA MAD {s['tpsa_mad']:.2f}  joint hit "
-        f"{s['joint_hit']:.3f} (strict {s['joint_hit_strict']:.3f})  -> {out}"
+        f"{s['joint_hit']:.3f} (strict {s['joint_hit_strict']:.3f})\n"
+        f"MOSES (unconditioned) SNN/Test {m['SNN/Test']:.3f}  Frag/Test {m['Frag/Test']:.3f}  "
+        f"Scaf/Test {m['Scaf/Test']:.3f}  IntDiv1 {m['IntDiv1']:.3f}  Filters "
+        f"{m['Filters']:.3f}  -> {out}"
     )
     return 0
 
@@ -256,5 +326,11 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     parser.add_argument("--cfg-scale", type=float, default=1.0, help="classifier-free guidance")
+    parser.add_argument(
+        "--moses-reference",
+        type=int,
+        default=MOSES_REFERENCE,
+        help=f"MOSES test molecules for the MOSES suite (default {MOSES_REFERENCE:,}; 0: all)",
+    )
     parser.add_argument("--out", help="JSON file (default: CHECKPOINT/evaluation.json)")
     run_cli(main, parser)

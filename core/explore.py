@@ -26,6 +26,7 @@ from core.chem import (
     mol_from_smiles,
     rdkit_quiet,
 )
+from core.errors import UserError
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024  # the Streamlit server refuses bigger files too
 MAX_UPLOAD_ROWS = 5_000  # descriptors cost ~3 ms per molecule (QED and SA dominate)
@@ -33,7 +34,7 @@ MAX_MATCHES = 500  # a SMARTS search stops after this many hits
 INTEGER_DESCRIPTORS = ("hbd", "hba", "rings")
 
 
-class ExploreError(ValueError):
+class ExploreError(UserError, ValueError):
     """A user input (upload, SMARTS, range) cannot be used; the message is one plain line."""
 
 

@@ -20,11 +20,12 @@ import mlx.core as mx
 import numpy as np
 
 from core.checkpoint import Bundle
+from core.errors import UserError
 
 MAX_MOLECULES = 100_000  # largest --n accepted by the command line
 
 
-class GenerationError(ValueError):
+class GenerationError(UserError, ValueError):
     """Bad generation input: unknown property, non-finite target, invalid prefix..."""
 
 
@@ -354,7 +355,7 @@ def _static_cache(cache: list[KVCache], size: int) -> tuple[list, list]:
 
 def generate(
     bundle: Bundle,
-    targets: dict[str, float | None],
+    targets: dict[str, float | np.ndarray | None],
     n: int,
     *,
     seed: int = 0,
@@ -365,18 +366,23 @@ def generate(
     batch_size: int = 500,
     progress: Callable[[int], None] | None = None,
 ) -> list[str]:
-    """Generate ``n`` SELFIES strings (prefix included) at the given targets."""
+    """Generate ``n`` SELFIES strings (prefix included) at the given targets (a number, or an
+    array of ``n`` numbers: one target per molecule)."""
     if n <= 0:
         raise GenerationError(f"n must be positive, got {n}")
     sampler = make_sampler(temperature, top_k)
     out: list[str] = []
     for start in range(0, n, batch_size):
         b = min(batch_size, n - start)
+        rows = {  # per-row target arrays are cut into the batch's rows
+            k: v[start : start + b] if isinstance(v, np.ndarray) and v.ndim else v
+            for k, v in targets.items()
+        }
         steps = [
             s.tokens
             for s in generate_step(
                 bundle,
-                targets,
+                rows,
                 n=b,
                 seed=seed + start,
                 sampler=sampler,

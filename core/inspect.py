@@ -16,6 +16,7 @@ from rdkit import Chem
 
 from core.checkpoint import Bundle
 from core.chem import describe, mol_from_smiles, smiles_to_selfies
+from core.errors import UserError
 from core.generate import condition_arrays, generate_step, make_sampler, prefix_inputs
 from core.tokenizer import SPECIALS, TokenizerError
 
@@ -24,7 +25,7 @@ PARTIAL_PROPERTIES = ("logp", "tpsa")  # descriptors tracked while a molecule gr
 MAX_INTERPOLATION_STEPS = 50
 
 
-class InspectError(ValueError):
+class InspectError(UserError, ValueError):
     """A molecule the model cannot read (unknown symbol, too long, empty) or a bad argument."""
 
 

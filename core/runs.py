@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.checkpoint import METRICS, STATE, read_metrics
+from core.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG = "train.log"
@@ -38,7 +39,7 @@ TRAIN_FLAGS = frozenset(
 _PROGRESS = re.compile(r"(\d+)/(\d+) \[")
 
 
-class RunError(ValueError):
+class RunError(UserError, ValueError):
     """A run cannot be started or stopped (bad name, already running, ...); one plain line."""
 
 

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 
 import selfies as sf
 
+from core.errors import UserError
+
 PAD, BOS, EOS, UNK = "[PAD]", "[BOS]", "[EOS]", "[UNK]"
 SPECIALS = (PAD, BOS, EOS, UNK)
 
 
-class TokenizerError(ValueError):
+class TokenizerError(UserError, ValueError):
     """A SELFIES string holds a symbol that is not in the vocabulary, or is malformed."""
 
 

@@ -42,11 +42,12 @@ from core.checkpoint import (
     save_checkpoint,
 )
 from core.distributed import BACKENDS, World, init_world
+from core.errors import UserError
 from core.model import Model, ModelArgs, count_parameters
 from core.tokenizer import Tokenizer
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError, RuntimeError):
     """Training cannot start or cannot go on (bad data, non-finite loss...)."""
 
 

@@ -1,5 +1,6 @@
 """Evaluate: the reference-grid metrics of the selected checkpoint (from its cached
-evaluation.json, recomputable here), and a walk through the latent space."""
+evaluation.json, recomputable here), the MOSES suite beside the published baselines, and a
+walk through the latent space."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import core.evaluate
-from core.chem import describe_smiles, mol_to_png, selfies_to_smiles
+from core.chem import describe_smiles, mol_to_png, png_data_uri, selfies_to_smiles
 from core.inspect import InspectError, interpolate, molecule_ids
+from core.moses import BASELINES_SOURCE, LOWER_IS_BETTER, METRICS, PUBLISHED_BASELINES
 from core.pool import on_pool, submit
 from pages.common import ensure_app_frame, require_bundle, require_dataset
 
@@ -33,6 +35,11 @@ GOALS = [
     ("TPSA MAD, Å² (TPSA-only targets)", ("summary", "tpsa_mad"), 5.0, False),
     ("Joint hit rate (±0.5 LogP, ±10 Å²)", ("summary", "joint_hit"), 0.60, True),
 ]
+
+MOSES_MODES = {
+    "unconditioned": "This model, unconditioned",
+    "conditioned_test_pairs": "This model, at test (LogP, TPSA) pairs",
+}
 
 bundle = require_bundle()
 data = require_dataset()
@@ -214,6 +221,73 @@ def kl_figure(kl: list[float]) -> go.Figure:
     return fig
 
 
+def moses_table(section: dict) -> pd.DataFrame:
+    """One row per MOSES metric: this model's modes, then the published baselines."""
+    columns = {label: section[mode] for mode, label in MOSES_MODES.items() if mode in section}
+    columns |= PUBLISHED_BASELINES
+    return pd.DataFrame(
+        [
+            {
+                "Metric": f"{metric} ({'↓' if metric in LOWER_IS_BETTER else '↑'})",
+                **{label: values.get(metric) for label, values in columns.items()},
+            }
+            for metric in METRICS
+        ]
+    )
+
+
+@st.cache_data(show_spinner=False)
+def drawing(smiles: str) -> str:
+    """A small RDKit drawing as a data URI."""
+    return png_data_uri(mol_to_png(smiles, size=(240, 150)))
+
+
+def failure_grid(smiles: list[str]) -> pd.DataFrame:
+    """Drawings and SMILES of molecules that fail a filter."""
+    return pd.DataFrame({"structure": [drawing(s) for s in smiles], "smiles": smiles})
+
+
+def moses_view(section: dict) -> None:
+    st.subheader("MOSES benchmark")
+    st.dataframe(
+        moses_table(section),
+        hide_index=True,
+        column_config={
+            label: st.column_config.NumberColumn(format="%.4f")
+            for label in [*MOSES_MODES.values(), *PUBLISHED_BASELINES]
+        },
+    )
+    n_ref = section.get("reference", {}).get("n")
+    st.caption(
+        f"This model against {f'{n_ref:,}' if n_ref else '?'} molecules of the MOSES test set "
+        "(FCD/Test needs the optional `fcd_torch`). SNN and Scaf come out lower against a "
+        "sample of it, and with fewer molecules generated, than against all 176,074 with the "
+        f"30,000 samples MOSES recommends. Baselines: {BASELINES_SOURCE}."
+    )
+    modes = [m for m in MOSES_MODES if section.get(m, {}).get("filter_failures")]
+    st.markdown("**Molecules failing the MOSES filters, by reason**")
+    if not modes:
+        st.caption("None: every valid molecule passes.")
+        return
+    mode = st.radio(
+        "Samples", modes, format_func=MOSES_MODES.get, horizontal=True, key="eval_moses_mode"
+    )
+    suite = section[mode]
+    for i, (reason, count) in enumerate(suite["filter_failures"].items()):
+        examples = suite.get("filter_examples", {}).get(reason, [])
+        with st.expander(f"{reason}: {count} of {suite.get('n_valid', '?')} valid molecules"):
+            st.dataframe(
+                failure_grid(examples),
+                hide_index=True,
+                row_height=110,
+                key=f"eval_moses_fail_{mode}_{i}",
+                column_config={
+                    "structure": st.column_config.ImageColumn("Structure", width="medium"),
+                    "smiles": st.column_config.TextColumn("SMILES", width="large"),
+                },
+            )
+
+
 @st.cache_data(show_spinner=False)
 def interpolation_choices(_data, checkpoint: str, n: int = 30) -> list[str]:
     """SMILES of a fixed sample of test molecules the model can read."""
@@ -329,6 +403,9 @@ def show_result(result: dict) -> None:
             f"{uncond.get('n', '?')} molecules with no condition; validity "
             f"{fmt(uncond.get('validity'), True)}."
         )
+
+    if "moses" in result:
+        moses_view(result["moses"])
 
 
 def interpolation_view() -> None:

@@ -63,12 +63,19 @@ def test_encoder_is_bidirectional_and_ignores_padding(bundle):
     assert np.allclose(a, b, atol=1e-6)  # a padded position cannot leak into mu
 
 
-def test_conditions_reach_the_logits(bundle):
-    ids, valid, props, present, eps = _inputs(bundle)
-    a = np.array(bundle.model(ids, valid, props, present, eps, 1)[0])
-    b = np.array(bundle.model(ids, valid, props + 1.0, present, eps, 1)[0])
-    c = np.array(bundle.model(ids, valid, props, mx.zeros_like(present), eps, 1)[0])
-    assert np.abs(a - b).max() > 1e-4 and np.abs(a - c).max() > 1e-4
+def test_conditions_reach_the_decoder_logits(bundle):
+    """With z fixed (the encoder out of the loop), the condition values and the presence
+    flags each change the decoder's logits."""
+    ids, _, props, present, _ = _inputs(bundle)
+    model = bundle.model
+    z = mx.zeros((ids.shape[0], bundle.args.latent_dim))
+
+    def logits(p, flags):
+        return np.array(model.decoder(model.decoder_inputs(z, p, flags, ids[:, :-1], 1))[0])
+
+    a = logits(props, present)
+    assert np.abs(a - logits(props + 1.0, present)).max() > 1e-4
+    assert np.abs(a - logits(props, mx.zeros_like(present))).max() > 1e-4
 
 
 def test_causal_mask_with_offset():

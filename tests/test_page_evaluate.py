@@ -1,6 +1,8 @@
 """Evaluate page (AppTest on a tiny checkpoint): recompute with progress and save, the
-headline table against the goals, collapse warning, latent interpolation."""
+headline table against the goals, collapse warning, the MOSES table and filter failures,
+latent interpolation."""
 
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -18,7 +20,8 @@ SMALL_GRID = [{"logp": 2.0}, {"logp": 3.0}, {"tpsa": 60.0}, {"logp": 2.0, "tpsa"
 @pytest.fixture
 def checkpoints(tiny_checkpoints, tmp_path, monkeypatch):
     """A private copy of the tiny checkpoints (this page writes evaluation.json into them),
-    with the reference grid and the 500-molecule reconstruction cut down to seconds."""
+    with the reference grid, the 500-molecule reconstruction and the MOSES reference cut
+    down to seconds."""
     root = tmp_path / "checkpoints"
     shutil.copytree(tiny_checkpoints, root)
     monkeypatch.setenv("MOLSCOPE_CHECKPOINTS", str(root))
@@ -26,6 +29,9 @@ def checkpoints(tiny_checkpoints, tmp_path, monkeypatch):
     real = core.evaluate.reconstruction
     monkeypatch.setattr(
         core.evaluate, "reconstruction", lambda b, selfies, props: real(b, selfies[:8], props[:8])
+    )
+    monkeypatch.setattr(
+        core.evaluate, "evaluate", functools.partial(core.evaluate.evaluate, moses_reference=60)
     )
     st.cache_resource.clear()
     st.cache_data.clear()
@@ -58,6 +64,12 @@ def test_recompute_saves_and_shows_the_metrics(checkpoints):
     assert set(headline.Met) <= {True, False}
     labels = [m.label for m in at.metric]
     assert "Teacher-forced token accuracy" in labels and "Active units" in labels
+    assert saved["moses"]["reference"]["n"] == 60
+    assert saved["moses"]["conditioned_test_pairs"]["n"] == 3
+    table = next(d.value for d in at.dataframe if "CharRNN" in d.value.columns)
+    assert list(table.Metric)[:2] == ["FCD/Test (↓)", "SNN/Test (↑)"]
+    snn = saved["moses"]["unconditioned"]["SNN/Test"]
+    assert table["This model, unconditioned"][1] == pytest.approx(snn)
     again = run_page()  # a fresh session reads the cached file
     assert not any("No evaluation.json" in i.value for i in again.info)
     assert again.dataframe
@@ -97,3 +109,26 @@ def test_interpolation_draws_the_chosen_number_of_points(checkpoints):
     assert not at.exception
     captions = [c.value for c in at.caption if c.value.startswith("**")]
     assert len(captions) == 4 and captions[0].startswith("**A**") and "**B**" in captions[-1]
+
+
+def test_moses_table_and_filter_failures_grouped_by_reason(checkpoints):
+    suite = {
+        "n": 10, "n_valid": 9, "SNN/Test": 0.45, "Filters": 0.7, "FCD/Test": None,
+        "filter_failures": {"charge": 2, "atom P": 1},
+        "filter_examples": {"charge": ["C[N+](C)(C)C", "CC[N+](=O)[O-]"], "atom P": ["CCP"]},
+    }  # fmt: skip
+    result = {"n_per_target": 10, "moses": {"reference": {"n": 5000}, "unconditioned": suite}}
+    (checkpoints / "default" / "evaluation.json").write_text(json.dumps(result))
+    at = run_page()
+    table = next(d.value for d in at.dataframe if "CharRNN" in d.value.columns)
+    assert list(table.columns) == [
+        "Metric", "This model, unconditioned", "Train (data)", "CharRNN", "VAE", "JTN-VAE"
+    ]  # fmt: skip
+    filters = table.set_index("Metric").loc["Filters (↑)"]
+    assert filters["This model, unconditioned"] == 0.7 and filters["JTN-VAE"] == 0.976
+    assert any("Baselines: MOSES benchmark" in c.value for c in at.caption)
+    labels = [e.label for e in at.expander]
+    assert "charge: 2 of 9 valid molecules" in labels and "atom P: 1 of 9 valid molecules" in labels
+    grids = [d.value for d in at.dataframe if "structure" in d.value.columns]
+    assert [list(g.smiles) for g in grids] == [["C[N+](C)(C)C", "CC[N+](=O)[O-]"], ["CCP"]]
+    assert all(s.startswith("data:image/png;base64,") for g in grids for s in g.structure)
