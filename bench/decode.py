@@ -1,16 +1,21 @@
 """Decoding measurements in MLX: latency per token at batch 1 with the KV cache (through
-``core.generate.generate_step``) and with full recomputation, and a batch of molecules
-through ``core.generate.generate``.
+``core.generate.generate_step``) and with full recomputation, a batch of molecules through
+``core.generate.generate``, and a closed-loop batch with the time spent in RDKit.
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import mlx.core as mx
+import numpy as np
 
 from core.checkpoint import Bundle
-from core.generate import Sampler, condition_arrays, generate, generate_step
+from core.feedback import PrefixTracker
+from core.generate import Sampler, condition_arrays, generate, generate_step, make_sampler
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,8 @@ def decode_without_cache(bundle: Bundle, length: int, seed: int = 0) -> None:
     """The same molecule, re-running the decoder over the whole sequence for every token.
 
     Per step it does what ``generate_step`` does besides the cache: sample, take the
-    probabilities and the top 5, one ``mx.eval``.
+    probabilities and the top 5, one ``mx.eval``, and for a closed-loop model the properties
+    of the molecule so far (``core.feedback.PrefixTracker``), which the positions read.
     """
     model, args, tok = bundle.model, bundle.args, bundle.tokenizer
     sampler = EndlessSampler(eos_id=tok.eos_id)
@@ -46,8 +52,13 @@ def decode_without_cache(bundle: Bundle, length: int, seed: int = 0) -> None:
     keys = mx.random.split(tokens_key, args.max_len)
     banned = mx.zeros((len(tok),)).at[mx.array([tok.pad_id, tok.bos_id, tok.unk_id])].add(-mx.inf)
     tokens = mx.zeros((1, 0), dtype=mx.int32)
+    tracker = PrefixTracker(1, bundle.properties) if args.feedback else None
+    mean = np.array([bundle.scales[p].mean for p in bundle.properties], dtype=np.float32)
+    std = np.array([bundle.scales[p].std for p in bundle.properties], dtype=np.float32)
+    reads = None if tracker is None else [(tracker.values[0] - mean) / std]  # per position
     for index in range(length):
-        x = model.decoder_inputs(z, props, present, tokens, tok.bos_id)  # (1, P+2+t, d)
+        prefix = None if reads is None else mx.array(np.stack(reads)[None])  # (1, 1+t, P)
+        x = model.decoder_inputs(z, props, present, tokens, tok.bos_id, prefix)  # (1, P+2+t, d)
         logits, _ = model.decoder(x)
         logits = logits[:, -1] + banned
         token = sampler(logits, keys[index])
@@ -56,6 +67,8 @@ def decode_without_cache(bundle: Bundle, length: int, seed: int = 0) -> None:
         top_probs = mx.take_along_axis(probs, top_ids, axis=-1)
         tokens = mx.concatenate([tokens, token[:, None].astype(mx.int32)], axis=1)
         mx.eval(tokens, top_ids, top_probs)
+        if tracker is not None:
+            reads.append((tracker.push([tok.tokens[token.item()]])[0] - mean) / std)
 
 
 def generate_batch(bundle: Bundle, n: int, seed: int = 0) -> int:
@@ -64,3 +77,40 @@ def generate_batch(bundle: Bundle, n: int, seed: int = 0) -> int:
     selfies = generate(bundle, {}, n, seed=seed, temperature=1.0, batch_size=n)
     longest = max(len(bundle.tokenizer.split(s)) for s in selfies)
     return min(longest + 1, bundle.args.max_len)
+
+
+@contextlib.contextmanager
+def tracker_seconds() -> Iterator[list[float]]:
+    """Seconds spent in ``core.feedback.PrefixTracker.push`` (SELFIES decoding and RDKit of
+    every molecule so far) while the block runs, in the one-element list it yields."""
+    spent = [0.0]
+    push = PrefixTracker.push
+
+    def timed(self, symbols):
+        start = time.perf_counter()
+        try:
+            return push(self, symbols)
+        finally:
+            spent[0] += time.perf_counter() - start
+
+    PrefixTracker.push = timed
+    try:
+        yield spent
+    finally:
+        PrefixTracker.push = push
+
+
+def generate_closed_loop(
+    bundle: Bundle, n: int, targets: dict[str, float], seed: int = 0, feedback: bool = True
+) -> tuple[int, float]:
+    """``n`` molecules of a closed-loop model at ``targets``, temperature 1, in one batch,
+    through ``generate_step`` as ``generate`` calls it (``feedback=False``: the open-loop
+    experiment); returns the decoding steps the batch took and the seconds of them spent in
+    the ``PrefixTracker``."""
+    sampler = make_sampler(1.0)
+    with tracker_seconds() as spent:
+        steps = generate_step(
+            bundle, targets, n=n, seed=seed, sampler=sampler, report_top=1, feedback=feedback
+        )
+        n_steps = sum(1 for _ in steps)
+    return n_steps, spent[0]

@@ -4,9 +4,10 @@
     python -m bench.run --quick    # tiny model, 2 steps each: checks the harness end to end
 
 Training throughput (compiled MLX step vs a PyTorch mirror, alternating A/B), sgemm speed and
-model FLOP utilisation, decoding latency with and without the KV cache, batch generation,
-peak memory of a training and of a dashboard process, and the levers (mx.compile, the BLAS,
-the activation). PyTorch is needed only here: ``pip install -r bench/requirements.txt``.
+model FLOP utilisation, decoding latency with and without the KV cache, batch generation
+(open loop, and closed loop with the share of its time spent in RDKit), peak memory of a
+training and of a dashboard process, and the levers (mx.compile, the BLAS, the activation).
+PyTorch is needed only here: ``pip install -r bench/requirements.txt``.
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.decode import generate_batch
+from bench.decode import generate_batch, generate_closed_loop
 from bench.workload import (
     CHECKPOINT_ENV,
     ROOT,
     Workload,
     alternate,
     build_workload,
+    closed_loop_bundle,
     mlx_train_step,
     non_embedding_parameters,
     time_call,
@@ -54,6 +56,7 @@ TARGETS = {
     "gen_molecules_per_s": ">= PyTorch",
     "peak_rss_mb_app": "<= 1536",
 }
+CLOSED_LOOP_TARGETS = {"logp": 2.5, "tpsa": 60.0}  # the middle of core.evaluate's grid
 
 
 class BenchError(RuntimeError):
@@ -184,10 +187,11 @@ def measure_training(work: Workload, plan: Plan, deadline: float) -> dict:
     torch_step = tm.make_train_step(mirror, work.targs, work.bundle.tokenizer.bos_id)
     ids = torch.from_numpy(work.ids).long()
     valid, props = torch.from_numpy(work.valid), torch.from_numpy(work.props)
+    prefix = torch.from_numpy(work.prefix)
 
     variants = {
         "mlx": mlx_step,
-        "torch": lambda: torch_step(ids, valid, props, work.targs.beta),
+        "torch": lambda: torch_step(ids, valid, props, prefix, work.targs.beta),
         "mlx_eager": eager_step,
         f"mlx_{other}": other_step,
     }
@@ -246,9 +250,10 @@ def measure_decoding(work: Workload, plan: Plan, budget: Budget, folder: Path) -
     banned = [tok.pad_id, tok.bos_id, tok.unk_id]
 
     def torch_tokens(n: int, max_tokens: int | None = None, allow_eos: bool = True, seed=0):
+        feedback = tm.prefix_reader(bundle, n) if work.args.feedback else None
         return tm.generate_tokens(
             mirror, n, **special, banned=banned, max_tokens=max_tokens,
-            allow_eos=allow_eos, seed=seed,
+            allow_eos=allow_eos, seed=seed, feedback=feedback,
         )  # fmt: skip
 
     rounds = f"{plan.latency_rounds} round(s) of {plan.decode_repeats} runs"
@@ -291,6 +296,46 @@ def measure_decoding(work: Workload, plan: Plan, budget: Budget, folder: Path) -
         "latency": latency,
         "molecules_per_s": {name: n / statistics.median(t) for name, t in batches.items()},
         "gen_steps": {name: s[plan.gen_warmup :] for name, s in steps.items()},
+    }
+
+
+def measure_closed_loop(work: Workload, plan: Plan, deadline: float) -> dict:
+    """Molecules/s of a closed-loop batch at ``CLOSED_LOOP_TARGETS`` (feedback on: after every
+    token the properties of each molecule so far, with RDKit) and the share of that time in
+    the ``PrefixTracker``; the same model with feedback off beside it, in turns. An open-loop
+    checkpoint is measured through an untrained closed-loop copy of its architecture."""
+    bundle, source = closed_loop_bundle(work)
+    targets = {p: v for p, v in CLOSED_LOOP_TARGETS.items() if p in bundle.properties}
+    n = plan.gen_molecules
+    log(f"closed-loop generation: 1..{plan.gen_repeats} batches of {n}, feedback on and off")
+    runs: dict[str, list[tuple[int, float]]] = {"on": [], "off": []}
+    seeds = iter(range(1_000_000))
+
+    def batch(name: str) -> None:
+        runs[name].append(generate_closed_loop(bundle, n, targets, next(seeds), name == "on"))
+
+    times = alternate(
+        {"on": lambda: batch("on"), "off": lambda: batch("off")},
+        plan.gen_warmup,
+        plan.gen_repeats,
+        plan.settle,
+        1,
+        deadline,
+    )
+    timed = {name: r[plan.gen_warmup :] for name, r in runs.items()}
+    rdkit_seconds = sum(s for _, s in timed["on"])
+    return {
+        "molecules": n,
+        "targets": targets,
+        "source": source,
+        "molecules_per_s": n / statistics.median(times["on"]),
+        "rdkit_share": rdkit_seconds / sum(times["on"]),
+        "molecules_per_s_feedback_off": n / statistics.median(times["off"]),
+        "gen_steps": {name: [steps for steps, _ in r] for name, r in timed.items()},
+        "note": "one batch at temperature 1 through core.generate.generate_step; rdkit_share: "
+        "time in core.feedback.PrefixTracker.push (SELFIES decoding and RDKit of every "
+        "molecule so far; its SMILES cache lives for the process, as in a dashboard), of the "
+        "feedback-on batches; feedback off: the same model reads the empty molecule throughout",
     }
 
 
@@ -446,6 +491,7 @@ def benchmark(quick: bool, minutes: float | None = None) -> dict:
             folder = Path(tmp) / "default"
             save_checkpoint(folder, work.bundle, state={"step": 0})
         decode = measure_decoding(work, plan, budget, folder)
+        closed_loop = measure_closed_loop(work, plan, budget.share(0.15))
         procs = measure_processes(work, plan, quick, budget, folder)
 
     log(f"sgemm again: MLX and PyTorch, {n}^3 (the peak is the better of the two runs)")
@@ -495,6 +541,7 @@ def benchmark(quick: bool, minutes: float | None = None) -> dict:
         "gen_molecules_per_s": gen["mlx"],
         "gen_molecules_per_s_torch": gen["torch"],
         "gen_steps": decode["gen_steps"],
+        "gen_closed_loop": closed_loop,
         "peak_rss_mb_train": procs["peak_rss_mb_train"],
         "peak_rss_mb_app": procs["peak_rss_mb_app"],
         "levers": {
@@ -542,6 +589,7 @@ def table(r: dict) -> str:
     """The results as a plain-text table."""
     m = r["machine"]
     lev = r["levers"]
+    loop = r["gen_closed_loop"]
     rows = [
         ("figure", "MLX (ours)", "PyTorch", "note"),
         ("training tokens/s", f"{r['train_tok_s_mlx']:,.0f}", f"{r['train_tok_s_torch']:,.0f}",
@@ -558,6 +606,9 @@ def table(r: dict) -> str:
          f"kv_speedup {r['kv_speedup']:.1f} (target {TARGETS['kv_speedup']})"),
         (f"molecules/s (batch {r['gen_molecules']}, T=1)", f"{r['gen_molecules_per_s']:,.0f}",
          f"{r['gen_molecules_per_s_torch']:,.0f}", f"target {TARGETS['gen_molecules_per_s']}"),
+        ("closed-loop molecules/s (feedback on)", f"{loop['molecules_per_s']:,.0f}", "",
+         f"RDKit {loop['rdkit_share']:.0%} of it; "
+         f"{loop['molecules_per_s_feedback_off']:,.0f}/s with feedback off"),
         ("peak RSS training MB", f"{r['peak_rss_mb_train']:,.0f}", "", ""),
         ("peak RSS dashboard MB", f"{r['peak_rss_mb_app']:,.0f}", "",
          f"target {TARGETS['peak_rss_mb_app']}"),

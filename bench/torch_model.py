@@ -1,8 +1,9 @@
 """The MolScope model in PyTorch, for the benchmark only: a faithful mirror of ``core.model``.
 
 Same modules, same parameter names and shapes (so MLX weights load one to one), same
-encoder / decoder / prefix / condition embedding / property head, the same loss as
-``core.train.loss_fn`` (KL with free bits) and the same KV-cache decoding loop as
+encoder / decoder / prefix / condition embedding / closed-loop feedback embedding / property
+head, the same loss as ``core.train.loss_fn`` (KL with free bits) with the same per-step noise
+(``core.train._step_noise``) and the same KV-cache decoding loop as
 ``core.generate.generate_step``. The optimizer is ``torch.optim.AdamW`` on the same schedule;
 unlike MLX's AdamW it applies bias correction, which costs nothing measurable.
 """
@@ -10,6 +11,7 @@ unlike MLX's AdamW it applies bias correction, which costs nothing measurable.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -116,6 +118,22 @@ class ConditionEmbedding(nn.Module):
         return keep * per_prop + (1 - keep) * self.null + self.type_embed.weight
 
 
+class FeedbackEmbedding(nn.Module):
+    """``core.model.FeedbackEmbedding``: per property [gap·present, target·present, present]
+    through Linear(3P, d) -> ReLU -> Linear(d, d), added to the token embeddings."""
+
+    def __init__(self, n_props: int, dims: int):
+        super().__init__()
+        self.net = Sequential(nn.Linear(3 * n_props, dims), nn.ReLU(), nn.Linear(dims, dims))
+
+    def forward(self, props, present, prefix_props):
+        """props, present: (B, P); prefix_props: (B, T, P) normalised -> (B, T, d)."""
+        flags = present[:, None].expand_as(prefix_props)  # (B, T, P)
+        target = (props * present)[:, None].expand_as(prefix_props)
+        gap = (props[:, None] - prefix_props) * flags
+        return self.net(torch.cat([gap, target, flags], dim=-1))  # (B, T, d)
+
+
 class Encoder(nn.Module):
     def __init__(self, args: ModelArgs):
         super().__init__()
@@ -153,6 +171,7 @@ class Decoder(nn.Module):
         self.pos = nn.Embedding(args.max_len + args.n_prefix + 1, d)
         self.cond = ConditionEmbedding(len(args.properties), d, args.n_fourier)
         self.from_latent = nn.Linear(args.latent_dim, d)
+        self.feedback = FeedbackEmbedding(len(args.properties), d) if args.feedback else None
         self.blocks = nn.ModuleList(
             TransformerBlock(d, args.n_heads, args.d_ff, args.activation, args.norm_eps)
             for _ in range(args.n_layers)
@@ -162,6 +181,13 @@ class Decoder(nn.Module):
 
     def prefix(self, z, props, present):
         return torch.cat([self.cond(props, present), self.from_latent(z)[:, None]], dim=1)
+
+    def embed_tokens(self, ids, props, present, prefix_props=None):
+        """Token embeddings (B, T, d), plus what each position reads of the targets."""
+        x = self.embed(ids)
+        if self.feedback is not None:
+            x = x + self.feedback(props, present, prefix_props)
+        return x
 
     def forward(self, x, offset: int = 0, cache: list[KVCache] | None = None):
         T = x.shape[1]
@@ -189,16 +215,18 @@ class Model(nn.Module):
         self.decoder = Decoder(args)
         self.property_head = PropertyHead(args.latent_dim, len(args.properties))
 
-    def decoder_inputs(self, z, props, present, tokens, bos_id: int):
+    def decoder_inputs(self, z, props, present, tokens, bos_id: int, prefix_props=None):
         bos = tokens.new_full((tokens.shape[0], 1), bos_id)
-        tok = self.decoder.embed(torch.cat([bos, tokens], dim=1))
+        ids = torch.cat([bos, tokens], dim=1)
+        tok = self.decoder.embed_tokens(ids, props, present, prefix_props)
         return torch.cat([self.decoder.prefix(z, props, present), tok], dim=1)
 
-    def forward(self, tokens, valid, props, present, eps, bos_id: int):
-        """Teacher-forced logits (B, T, V), mu and logvar, as ``core.model.Model``."""
+    def forward(self, tokens, valid, props, present, eps, bos_id: int, prefix_props=None):
+        """Teacher-forced logits (B, T, V), mu and logvar, as ``core.model.Model``;
+        ``prefix_props`` (B, T, P) for a closed-loop model."""
         mu, logvar = self.encoder(tokens, valid, props, present)
         z = mu + torch.exp(0.5 * logvar) * eps
-        x = self.decoder_inputs(z, props, present, tokens[:, :-1], bos_id)
+        x = self.decoder_inputs(z, props, present, tokens[:, :-1], bos_id, prefix_props)
         return self.decoder(x)[:, self.args.n_prefix :], mu, logvar
 
 
@@ -217,9 +245,13 @@ def load_mlx_weights(model: Model, mlx_model) -> None:
     model.load_state_dict(weights, strict=True)
 
 
-def loss_fn(model: Model, ids, valid, props, present, eps, beta: float, targs: TrainArgs, bos):
-    """``core.train.loss_fn``: CE per token + beta * KL with free bits + property MSE."""
-    logits, mu, logvar = model(ids, valid, props, present, eps, bos)
+def loss_fn(
+    model: Model, ids, valid, props, targets, present, prefix, eps, beta: float,
+    targs: TrainArgs, bos,
+):  # fmt: skip
+    """``core.train.loss_fn``: CE per token + beta * KL with free bits + property MSE; the
+    model is conditioned on ``targets``, the property head learns ``props``."""
+    logits, mu, logvar = model(ids, valid, targets, present, eps, bos, prefix_props=prefix)
     mask = valid.to(torch.float32)
     n_tokens = mask.sum()
     ce_tok = F.cross_entropy(logits.flatten(0, 1), ids.flatten(), reduction="none")
@@ -243,9 +275,20 @@ def learning_rate(step: int, targs: TrainArgs) -> float:
     return low + 0.5 * (targs.lr - low) * (1 + math.cos(math.pi * t))
 
 
+def step_noise(B: int, P: int, Z: int, targs: TrainArgs):
+    """``core.train._step_noise``: target noise (B, P) in σ units, presence flags (B, P)
+    (each condition dropped on its own, all of a row with ``uncond_drop``), the VAE's noise."""
+    keep = torch.rand(B, P) >= targs.cond_drop
+    if targs.uncond_drop > 0:
+        keep = keep & (torch.rand(B, 1) >= targs.uncond_drop)
+    noise = targs.target_noise * torch.randn(B, P)
+    return noise, keep.to(torch.float32), torch.randn(B, Z)
+
+
 def make_train_step(model: Model, targs: TrainArgs, bos: int):
-    """A function (ids, valid, props, beta) -> loss doing one full optimizer step, like
-    ``core.train.make_train_step`` (condition dropout, reparameterisation, clipping)."""
+    """A function (ids, valid, props, prefix, beta) -> loss doing one full optimizer step,
+    like ``core.train.make_train_step`` (target noise, condition dropout,
+    reparameterisation, clipping)."""
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=targs.lr, weight_decay=targs.weight_decay, eps=1e-8, foreach=True
     )
@@ -254,10 +297,12 @@ def make_train_step(model: Model, targs: TrainArgs, bos: int):
     )
     params = [p for p in model.parameters() if p.requires_grad]
 
-    def step(ids, valid, props, beta: float) -> torch.Tensor:
-        present = (torch.rand(props.shape) >= targs.cond_drop).to(torch.float32)
-        eps = torch.randn(ids.shape[0], model.args.latent_dim)
-        loss, _ = loss_fn(model, ids, valid, props, present, eps, beta, targs, bos)
+    def step(ids, valid, props, prefix, beta: float) -> torch.Tensor:
+        B, P = props.shape
+        noise, present, eps = step_noise(B, P, model.args.latent_dim, targs)
+        loss, _ = loss_fn(
+            model, ids, valid, props, props + noise, present, prefix, eps, beta, targs, bos
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, targs.clip, foreach=True)
@@ -282,18 +327,25 @@ def generate_tokens(
     allow_eos: bool = True,
     seed: int = 0,
     z: torch.Tensor | None = None,
+    feedback: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> torch.Tensor:
     """Decode ``n`` unconditioned molecules with a KV cache, as ``core.generate.generate_step``
     does for ``generate``: sample every sequence each step (greedy at temperature 0), stop
     when all are done. ``allow_eos=False`` never ends a sequence (fixed-length timing); ``z``
-    (n, latent_dim) defaults to a draw from the prior. Returns the tokens (n, S)."""
+    (n, latent_dim) defaults to a draw from the prior. Returns the tokens (n, S).
+
+    ``feedback`` (a closed-loop model, ``prefix_reader``): (tokens, done) of a step -> what
+    the next positions read (n, P), computed with RDKit as ``generate_step`` computes it.
+    With every condition free the model multiplies it by presence 0, but the work is done
+    all the same, in both frameworks."""
     args = model.args
     gen = torch.Generator().manual_seed(seed)
     if z is None:
         z = torch.randn(n, args.latent_dim, generator=gen)
     props = torch.zeros(n, len(args.properties))
+    reads = props[:, None]  # (n, 1, P): what each position reads of the (free) conditions
     cache = [KVCache() for _ in range(args.n_layers)]
-    x = model.decoder_inputs(z, props, props, torch.zeros(n, 0, dtype=torch.long), bos)
+    x = model.decoder_inputs(z, props, props, torch.zeros(n, 0, dtype=torch.long), bos, reads)
     logits = model.decoder(x, 0, cache)[:, -1]
     offset = x.shape[1]
     penalty = torch.zeros(args.vocab_size)
@@ -312,6 +364,30 @@ def generate_tokens(
         out.append(token)
         if bool(done.all()):
             break
-        logits = model.decoder(model.decoder.embed(token[:, None]), offset, cache)[:, -1]
+        if feedback is not None:
+            reads = torch.from_numpy(feedback(token.numpy(), done.numpy()))[:, None]
+        x = model.decoder.embed_tokens(token[:, None], props, props, reads)  # (n, 1, d)
+        logits = model.decoder(x, offset, cache)[:, -1]
         offset += 1
     return torch.stack(out, dim=1)
+
+
+def prefix_reader(bundle, n: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """What the next positions of ``n`` sequences read, as ``core.generate`` computes it for a
+    closed-loop model: each molecule's properties so far (``core.feedback.PrefixTracker``),
+    normalised with the checkpoint's scales; an ended sequence keeps its molecule."""
+    from core.feedback import PrefixTracker
+
+    names, tok = bundle.properties, bundle.tokenizer
+    tracker = PrefixTracker(n, names)
+    mean = np.array([bundle.scales[p].mean for p in names], dtype=np.float32)
+    std = np.array([bundle.scales[p].std for p in names], dtype=np.float32)
+
+    def read(tokens: np.ndarray, done: np.ndarray) -> np.ndarray:
+        symbols = [
+            None if finished or t == tok.eos_id else tok.tokens[t]
+            for t, finished in zip(tokens.tolist(), done.tolist(), strict=True)
+        ]
+        return ((tracker.push(symbols) - mean) / std).astype(np.float32)
+
+    return read

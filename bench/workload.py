@@ -18,9 +18,10 @@ from pathlib import Path
 import mlx.core as mx
 import mlx.optimizers as optim
 import numpy as np
+import pandas as pd
 from mlx.utils import tree_flatten
 
-from core.batches import BUCKET_BATCHES, encode_set, epoch_batches, take
+from core.batches import BUCKET_BATCHES, EncodedSet, encode_set, epoch_batches, take
 from core.checkpoint import Bundle, CheckpointError, load_checkpoint
 from core.data import load_dataset
 from core.model import Model, ModelArgs
@@ -30,6 +31,7 @@ from core.train import (
     make_optimizer,
     make_sharded_train_step,
     make_train_step,
+    prefix_arrays,
     property_scales,
 )
 
@@ -53,6 +55,7 @@ class Workload:
     ids: np.ndarray  # (B, W) token ids, padded as core.batches.take pads
     valid: np.ndarray  # (B, W) real positions
     props: np.ndarray  # (B, P) normalised properties
+    prefix: np.ndarray  # (B, W, P) normalised properties of every prefix (zeros: open loop)
     targs: TrainArgs
 
     @property
@@ -63,6 +66,22 @@ class Workload:
     def n_tokens(self) -> int:
         """Real tokens (with [EOS]) in the batch: the unit of tokens/s, as in core.train."""
         return int(self.valid.sum())
+
+
+def closed_loop_bundle(work: Workload) -> tuple[Bundle, str]:
+    """The workload's model when it is closed loop, else an untrained closed-loop copy of its
+    architecture (same tokenizer and scales; its molecules are noise, its work is real); and
+    where it came from."""
+    if work.args.feedback:
+        return work.bundle, work.source
+    args = replace(work.args, feedback=True)
+    mx.random.seed(0)
+    model = Model(args)
+    mx.eval(model.parameters())
+    model.eval()
+    meta = {"note": "untrained closed-loop copy, for benchmarking"}
+    bundle = Bundle(model, work.bundle.tokenizer, args, work.bundle.scales, meta)
+    return bundle, f"untrained closed-loop copy of {work.source} (open loop)"
 
 
 def _untrained_bundle(train_rows, overrides: dict) -> Bundle:
@@ -114,9 +133,21 @@ def build_workload(quick: bool = False) -> Workload:
     data = encode_set(rows["selfies"].tolist(), scaled, bundle.tokenizer, args.max_len)
     batches = epoch_batches(data.lengths, batch_size, seed=0, epoch=0)
     batches.sort(key=lambda b: int(data.lengths[b].sum()))
-    ids, valid, props = take(data, batches[len(batches) // 2])
+    batch = batches[len(batches) // 2]
+    if args.feedback:  # RDKit for the chosen batch only (~7 ms a molecule), not the whole set
+        data = _with_prefix(bundle, data, batch)
+        batch = np.arange(len(batch))
+    ids, valid, props, prefix = take(data, batch)
     targs = TrainArgs(batch_size=batch_size)
-    return Workload(bundle, source, ids, valid, props, targs)
+    return Workload(bundle, source, ids, valid, props, prefix, targs)
+
+
+def _with_prefix(bundle: Bundle, data: EncodedSet, rows: np.ndarray) -> EncodedSet:
+    """``rows`` of ``data`` encoded again with the properties of every prefix, which a
+    closed-loop decoder reads (``core.train.prefix_arrays``, as training computes them)."""
+    selfies = [bundle.tokenizer.decode(row) for row in data.ids[rows]]
+    prefix = prefix_arrays(pd.DataFrame({"selfies": selfies}), bundle)
+    return encode_set(selfies, data.props[rows], bundle.tokenizer, bundle.args.max_len, prefix)
 
 
 def non_embedding_parameters(model) -> int:
@@ -148,7 +179,7 @@ def mlx_train_step(
     args = work.args if activation is None else replace(work.args, activation=activation)
     model, optimizer = fresh_model(work, args, seed)
     step = make_train_step(model, optimizer, work.targs, work.bundle.tokenizer.bos_id)
-    ids, valid, props = mx.array(work.ids), mx.array(work.valid), mx.array(work.props)
+    batch = [mx.array(a) for a in (work.ids, work.valid, work.props, work.prefix)]
     beta = mx.array(work.targs.beta, dtype=mx.float32)
     keys = iter(range(1_000_000))
 
@@ -157,7 +188,7 @@ def mlx_train_step(
         if not compiled:
             mx.disable_compile()  # checked at call time: the same step, traced op by op
         try:
-            mx.eval(step(ids, valid, props, beta, key))
+            mx.eval(step(*batch, beta, key))
         finally:
             mx.enable_compile()
 
@@ -172,15 +203,14 @@ def mlx_sharded_train_step(work: Workload, world, seed: int = 0) -> Callable[[],
     bos = work.bundle.tokenizer.bos_id
     step = make_sharded_train_step(model, optimizer, work.targs, bos, world)
     mine = world.shard(np.arange(len(work.ids)))
-    ids, valid = mx.array(work.ids[mine]), mx.array(work.valid[mine])
-    props = mx.array(work.props[mine])
+    batch = [mx.array(a[mine]) for a in (work.ids, work.valid, work.props, work.prefix)]
     beta = mx.array(work.targs.beta, dtype=mx.float32)
     n_tokens, flags = mx.array(work.n_tokens, dtype=mx.float32), mx.zeros((2,))
     keys = iter(range(1_000_000))
 
     def run() -> None:
         key = mx.random.key(next(keys))
-        mx.eval(step(ids, valid, props, beta, key, n_tokens, flags))
+        mx.eval(step(*batch, beta, key, n_tokens, flags))
 
     return run
 

@@ -4,12 +4,14 @@ attends to its conditions, and a live check that the causal mask hides the futur
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
 from core.chem import DESCRIPTOR_LABELS, MAX_SMILES_CHARS, describe_smiles, mol_to_png
-from core.generate import GenerationError
+from core.feedback import prefix_properties
+from core.generate import GenerationError, prefix_inputs
 from core.inspect import (
     InspectError,
     attention_maps,
@@ -220,12 +222,36 @@ def leak_figure(report) -> go.Figure:
     return fig
 
 
+def gap_table(selfies: str, symbols: list[str], targets: dict[str, float | None]) -> pd.DataFrame:
+    """What each [BOS]/symbol position of a closed-loop decoder reads besides its token: per
+    property the molecule so far and, for a targeted one, the gap target − that (real units).
+    Call it through ``on_pool``: ``prefix_inputs`` builds an MLX array."""
+    reads = np.array(prefix_inputs(bundle, selfies))[0]  # (1 + len(symbols), P), normalised
+    rows = []
+    for t, label in enumerate(["[BOS]", *symbols]):
+        smiles = prefix_properties("".join(symbols[:t]), props)[0] or "(empty)"
+        row = {"position": label if t == 0 else f"{t}: {label}", "molecule so far": smiles}
+        for i, p in enumerate(props):
+            so_far = bundle.scales[p].denormalise(float(reads[t, i]))
+            row[f"{SHORT.get(p, p)} so far"] = round(so_far, 2)
+            if targets[p] is not None:
+                row[f"gap {SHORT.get(p, p)}"] = round(targets[p] - so_far, 2)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 st.title("Attention")
 st.write(
     "Pick a molecule and see where every attention head looks while the decoder reads it "
     "(teacher forcing, z = the encoder's mean for this molecule). The decoder reads "
     "**[LogP] [TPSA] [z] [BOS]** and then the SELFIES symbols; its causal mask lets each "
     "position see only itself and what came before."
+    + (
+        " This checkpoint is closed loop: every [BOS]/symbol position also reads, per "
+        "targeted property, the gap between the target and the molecule written so far."
+        if bundle.args.feedback
+        else ""
+    )
 )
 
 choices = picker_molecules(data, str(bundle.path))
@@ -327,6 +353,22 @@ with tab_dec:
         key="att_dec_detail",
         width="content",
     )
+    if bundle.args.feedback:
+        st.markdown("**Gap inputs (closed loop)**")
+        st.caption(
+            "Besides its token and position, each [BOS]/symbol row also reads, per targeted "
+            "property, the target and the gap to it (target − property of the molecule so "
+            "far, divided by the training data's σ), through a small network added to its "
+            "token embedding. That is an input of the row, not an attention key, so no column "
+            "above shows it; the table shows what each row read, in real units. The row "
+            "labelled [C] has just read that [C], so its molecule includes it. A free "
+            "property reads zeros."
+        )
+        st.dataframe(
+            on_pool(gap_table, selfies, maps.decoder_labels[n_special:], targets),
+            hide_index=True,
+            key="att_gap_table",
+        )
 
 with tab_enc:
     st.caption(

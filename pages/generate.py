@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import math
 import random
+from collections import deque
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from core.chem import DESCRIPTOR_LABELS, canonical_smiles, mol_to_png, png_data_uri
 from core.evaluate import HIT, target_metrics
+from core.feedback import prefix_properties
 from core.generate import GenerationError, generate_step, make_sampler, score
 from core.inspect import partial_properties
 from core.pool import iterate_on_pool, on_pool
+from core.rerank import best_of_k, target_miss
 from pages.common import (
     cached_dataset,
     ensure_app_frame,
@@ -24,6 +26,7 @@ from pages.common import (
     url_float,
     url_int,
 )
+from ui.charts import batch_scatter, density_figure, running_figure, top_k_figure
 
 ensure_app_frame()
 
@@ -32,15 +35,16 @@ UNITS = {"logp": "", "tpsa": " Å²"}
 UNIT_LABELS = {"logp": "", "tpsa": " (Å²)"}
 STEP = {"logp": 0.1, "tpsa": 1.0}  # slider resolution
 TICK_SECONDS = 0.5  # one decoding step per tick while playing
-MAX_BATCH = 500
+MAX_BATCH = 500  # molecules asked for, and decoded per call
+MAX_K = 10  # best-of-k: at most 10 × 500 molecules generated
 MAX_SEED = 2**31 - 1
 GRID_ROWS = 120  # molecules drawn in the batch grid
-CHOSEN, OTHER, TARGET = "#d62728", "#7f9fbf", "#2ca02c"
 
 bundle = require_bundle()
 data = require_dataset()
 tokenizer = bundle.tokenizer
 props = [p for p in bundle.properties if p in SHORT]
+CLOSED_LOOP = bool(bundle.args.feedback)  # every position reads the gap to each target
 
 
 def wide_range(p: str) -> tuple[float, float]:
@@ -108,6 +112,8 @@ def init_settings() -> None:
         state.gen_top_k = url_int("top_k", 0, 0, len(tokenizer))
     if "gen_seed" not in state:
         state.gen_seed = url_int("seed", 0, 0, MAX_SEED)
+    if "gen_feedback" not in state:
+        state.gen_feedback = st.query_params.get("feedback") != "off"
 
 
 def fit_to_checkpoint() -> None:
@@ -132,49 +138,6 @@ def number_typed(p: str) -> None:
 
 def new_seed() -> None:
     st.session_state.gen_seed = random.randrange(MAX_SEED)
-
-
-def band(lo: float, hi: float, axis: str = "y") -> dict:
-    """A shaded band across the plot (a layout shape: far cheaper than ``add_hrect``)."""
-    across = (
-        {"x0": 0, "x1": 1, "xref": "paper"} if axis == "y" else {"y0": 0, "y1": 1, "yref": "paper"}
-    )
-    along = {"y0": lo, "y1": hi} if axis == "y" else {"x0": lo, "x1": hi}
-    return dict(
-        type="rect", **across, **along, fillcolor=TARGET, opacity=0.12, line_width=0, layer="below"
-    )
-
-
-def line(at: float, axis: str = "y", colour: str = TARGET, dash: str = "dash") -> dict:
-    """A line across the plot at ``at`` on ``axis`` (a layout shape)."""
-    across = (
-        {"x0": 0, "x1": 1, "xref": "paper"} if axis == "y" else {"y0": 0, "y1": 1, "yref": "paper"}
-    )
-    along = {"y0": at, "y1": at} if axis == "y" else {"x0": at, "x1": at}
-    return dict(type="line", **across, **along, line=dict(color=colour, dash=dash, width=2))
-
-
-def density_figure(p: str, target: float | None) -> go.Figure:
-    """The dataset's histogram of ``p`` with its covered range shaded and the target marked."""
-    lo, hi = wide_range(p)
-    counts, edges = histogram(DATA_KEY, p, lo, hi)
-    centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:], strict=True)]
-    scale = bundle.scales[p]
-    covered = band(scale.lo, scale.hi, axis="x") | {"fillcolor": "#2ca02c", "opacity": 0.1}
-    shapes = [covered] + ([] if target is None else [line(target, "x", CHOSEN, "solid")])
-    fig = go.Figure(
-        go.Bar(x=centres, y=counts, marker_color="#b0b7c3", hoverinfo="skip"),
-        layout=dict(
-            height=90,
-            margin=dict(l=0, r=0, t=0, b=0),
-            bargap=0,
-            showlegend=False,
-            shapes=shapes,
-            xaxis=dict(range=[lo, hi], title=None),
-            yaxis=dict(visible=False),
-        ),
-    )
-    return fig
 
 
 def property_control(p: str) -> float | None:
@@ -213,10 +176,13 @@ def property_control(p: str) -> float | None:
         help="Type any value, also outside the range the data covers.",
     )
     target = float(value) if use else None
-    st.plotly_chart(
-        density_figure(p, target), key=f"gen_density_{p}", config={"displayModeBar": False}
-    )
+    counts, edges = histogram(DATA_KEY, p, wide_lo, wide_hi)
     scale = bundle.scales[p]
+    st.plotly_chart(
+        density_figure(counts, edges, (scale.lo, scale.hi), target),
+        key=f"gen_density_{p}",
+        config={"displayModeBar": False},
+    )
     if target is not None and not scale.lo <= target <= scale.hi:
         st.warning(
             f"{SHORT[p]} = {target:g}{UNITS[p]} is outside the range the training data covers "
@@ -266,6 +232,29 @@ def sampling_controls() -> tuple[float, int, int]:
     return float(temperature), int(top_k), int(seed)
 
 
+def feedback_control() -> bool:
+    """The closed-loop switch of a feedback checkpoint: off reruns it open loop."""
+    on = st.toggle(
+        "Feedback",
+        key="gen_feedback",
+        persist_state="session",
+        help="What the decoder reads at every position besides its tokens: the gap between "
+        "each target and the molecule written so far.",
+    )
+    if on:
+        st.caption(
+            "**On (closed loop):** after every symbol RDKit computes the properties of the "
+            "molecule so far, and the next position reads the gap to each target."
+        )
+    else:
+        st.caption(
+            "**Off (open-loop experiment):** every position reads the gap to the *empty* "
+            "molecule, as if nothing had been written, so the model cannot see its progress. "
+            "Same seed, same z: switch back and forth to compare."
+        )
+    return bool(on)
+
+
 st.title("Generate")
 st.write(
     "Set the properties you want, then watch the decoder write a molecule one SELFIES symbol "
@@ -286,12 +275,17 @@ with controls:
     )
     with st.container(border=True):
         temperature, top_k, seed = sampling_controls()
+        feedback = feedback_control() if CLOSED_LOOP else True
 
 query = {p: ("free" if v is None else f"{v:g}") for p, v in targets.items()}
 query |= {"seed": str(seed), "temperature": f"{temperature:g}", "top_k": str(top_k)}
+if CLOSED_LOOP:
+    query["feedback"] = "on" if feedback else "off"
+elif "feedback" in st.query_params:
+    del st.query_params["feedback"]
 st.query_params.update(query)
 
-settings = (tuple(targets.items()), int(seed), float(temperature), int(top_k))
+settings = (tuple(targets.items()), int(seed), float(temperature), int(top_k), feedback)
 sampler = make_sampler(temperature, top_k)
 report_top = min(top_k, 15) if top_k else 10
 active = {p: v for p, v in targets.items() if v is not None}
@@ -299,6 +293,7 @@ active = {p: v for p, v in targets.items() if v is not None}
 
 def fresh_run() -> dict:
     """Plain-data state of one step-by-step decoding (safe across reruns and threads)."""
+    empty = dict(zip(bundle.properties, prefix_properties("", bundle.properties)[1], strict=True))
     return {
         "settings": settings,
         "symbols": [],  # SELFIES symbols chosen so far
@@ -306,6 +301,8 @@ def fresh_run() -> dict:
         "top_ids": [],  # per step: the report_top most probable ids
         "top_probs": [],  # per step: their probabilities
         "partial": [],  # per symbol: partial_properties of the prefix (or None)
+        "reads": [],  # closed loop, per step: the properties the choosing position read
+        "next_read": empty if CLOSED_LOOP else None,  # what the next position reads
         "done": False,
         "playing": False,
     }
@@ -315,26 +312,36 @@ if st.session_state.get("gen_run", {}).get("settings") != settings:
     st.session_state.gen_run = fresh_run()
 
 
-def take_step(run: dict) -> None:
-    """Decode one more symbol, continuing exactly as an uninterrupted run with this seed."""
-    step = on_pool(
-        lambda: next(
-            generate_step(
-                bundle,
-                targets,
-                n=1,
-                seed=int(seed),
-                sampler=sampler,
-                prefix="".join(run["symbols"]),
-                max_tokens=1,
-                report_top=report_top,
-            )
-        )
+def next_step(run: dict):
+    """The ``Step`` that decodes one more symbol, continuing exactly as an uninterrupted run
+    with this seed.
+
+    Decoding from the symbols so far as a prefix gives that run's next step, what a closed
+    loop reads included. Open loop on a closed-loop model is the exception:
+    ``generate_step`` freezes the reads at its prefix's molecule, and this run's were frozen
+    at the empty one, so the run is decoded again from the start (tens of steps, n = 1).
+    """
+    common = dict(n=1, seed=int(seed), sampler=sampler, report_top=report_top)
+    if feedback or not CLOSED_LOOP:
+        prefix = "".join(run["symbols"])
+        return next(generate_step(bundle, targets, prefix=prefix, max_tokens=1, **common))
+    steps = generate_step(
+        bundle, targets, max_tokens=len(run["chosen"]) + 1, feedback=False, **common
     )
+    return deque(steps, maxlen=1)[0]
+
+
+def take_step(run: dict) -> None:
+    """Decode one more symbol and record it with what the model read to choose it."""
+    step = on_pool(next_step, run)
     token = int(step.tokens[0])
     run["chosen"].append(token)
     run["top_ids"].append(step.top_ids[0].tolist())
     run["top_probs"].append(step.top_probs[0].tolist())
+    if step.prefix_props is not None:
+        run["reads"].append(run["next_read"])
+        values = step.prefix_props[0].tolist()
+        run["next_read"] = dict(zip(bundle.properties, values, strict=True))
     if token == tokenizer.eos_id:
         run["done"] = True
         return
@@ -343,55 +350,9 @@ def take_step(run: dict) -> None:
     run["done"] = len(run["symbols"]) >= bundle.args.max_len
 
 
-def top_k_figure(run: dict) -> go.Figure:
-    """The latest step's most probable next symbols, the chosen one in red."""
-    ids, probs, chosen = run["top_ids"][-1], run["top_probs"][-1], run["chosen"][-1]
-    labels = [tokenizer.tokens[i] for i in ids]
-    colours = [CHOSEN if i == chosen else OTHER for i in ids]
-    fig = go.Figure(
-        go.Bar(
-            x=probs,
-            y=labels,
-            orientation="h",
-            marker_color=colours,
-            text=[f"{q:.1%}" for q in probs],
-            textposition="outside",
-            cliponaxis=False,
-            hovertemplate="%{y}: %{x:.2%}<extra></extra>",
-        )
-    )
-    fig.update_layout(
-        height=60 + 24 * len(ids),
-        margin=dict(l=0, r=40, t=10, b=0),
-        xaxis=dict(range=[0, max(probs) * 1.15], tickformat=".0%", title="probability"),
-        yaxis=dict(autorange="reversed", type="category"),
-    )
-    return fig
-
-
-def running_figure(run: dict, p: str) -> go.Figure:
-    """Property ``p`` of the partial molecule after each symbol, against the target band."""
-    values = [None if q is None else q[p] for q in run["partial"]]
-    target = targets[p]
-    shapes = [] if target is None else [band(target - HIT[p], target + HIT[p]), line(target)]
-    scatter = go.Scatter(
-        x=list(range(1, len(values) + 1)),
-        y=values,
-        mode="lines+markers",
-        line_color="#1f77b4",
-        hovertemplate="after symbol %{x}: %{y:.2f}<extra></extra>",
-    )
-    title = DESCRIPTOR_LABELS[p] + ("" if target is None else f" · target {target:g} ± {HIT[p]:g}")
-    return go.Figure(
-        scatter,
-        layout=dict(
-            title=dict(text=title, font_size=13),
-            shapes=shapes,
-            height=240,
-            margin=dict(l=0, r=0, t=30, b=0),
-            xaxis=dict(title="symbols decoded", tick0=1, dtick=max(1, len(values) // 8)),
-        ),
-    )
+def gap_text(read: dict) -> str:
+    """The gaps one position read, e.g. ``LogP +1.20 · TPSA +35.4 Å²``."""
+    return " · ".join(f"{SHORT[p]} {targets[p] - read[p]:+.2f}{UNITS[p]}" for p in active)
 
 
 def final_summary(run: dict) -> None:
@@ -463,8 +424,12 @@ def step_by_step() -> None:
     conditions = " ".join(
         f"[{SHORT[p]} {'free' if v is None else f'{v:g}'}]" for p, v in targets.items()
     )
+    reads = ""
+    if CLOSED_LOOP:
+        reads = "; each [BOS]/symbol position also reads per target the gap (target − property "
+        reads += "so far)" if feedback else "so far), frozen at the empty molecule: feedback off"
     buttons.caption(
-        f"Decoder input: {conditions} [z] [BOS] + the symbols so far · "
+        f"Decoder input: {conditions} [z] [BOS] + the symbols so far{reads} · "
         f"{n} symbol{'s' * (n != 1)} decoded" + (" · finished ([EOS])" if run["done"] else "")
     )
     if not run["chosen"]:
@@ -475,9 +440,20 @@ def step_by_step() -> None:
     with left:
         chosen = tokenizer.tokens[run["chosen"][-1]]
         st.markdown(f"**Step {len(run['chosen'])}: next-symbol probabilities** — chose `{chosen}`")
-        st.plotly_chart(top_k_figure(run), key="gen_topk", config={"displayModeBar": False})
+        labels = [tokenizer.tokens[i] for i in run["top_ids"][-1]]
+        st.plotly_chart(
+            top_k_figure(labels, run["top_probs"][-1], chosen),
+            key="gen_topk",
+            config={"displayModeBar": False},
+        )
         if run["chosen"][-1] not in run["top_ids"][-1]:
             st.caption(f"The chosen symbol is outside the {report_top} most probable.")
+        if run["reads"] and active:
+            frozen = "" if feedback else " — frozen at the empty molecule (feedback off)"
+            st.markdown(
+                f"**Gap read at this step** (target − property so far): "
+                f"{gap_text(run['reads'][-1])}{frozen}"
+            )
     with right:
         last = run["partial"][-1] if run["partial"] else None
         if last is None:
@@ -489,125 +465,175 @@ def step_by_step() -> None:
             )
             png = mol_to_png(last["smiles"], size=(420, 260), highlight_atoms=[last["newest_atom"]])
             st.image(png)
-    for p, col in zip(props, st.columns(len(props)), strict=True):
-        col.plotly_chart(
-            running_figure(run, p), key=f"gen_running_{p}", config={"displayModeBar": False}
-        )
+    running_charts(run)
     if run["done"]:
         final_summary(run)
 
 
-def run_batch(n: int) -> pd.DataFrame:
-    """``n`` molecules at the current settings (the same as ``core.generate`` with this seed)."""
-    bar = st.progress(0.0, text="Decoding…")
-    rows = []
-    steps = iterate_on_pool(
-        generate_step, bundle, targets, n=n, seed=int(seed), sampler=sampler, report_top=1
-    )
-    for step in steps:
-        rows.append(step.tokens)
-        finished = int(step.done.sum())
-        bar.progress(
-            min(1.0, (step.index + 1) / bundle.args.max_len),
-            text=f"Position {step.index + 1}: {finished} of {n} molecules finished",
+def running_charts(run: dict) -> None:
+    """Each property of the partial molecule after every symbol, and for a closed-loop model
+    the gap to the target it read before choosing each symbol."""
+    if CLOSED_LOOP:
+        st.markdown("**What the model reads: gap = target − property so far**")
+        note = (
+            "Blue: the partial molecule's property after each symbol (RDKit). Orange: what the "
+            "position that chose each symbol read: the property of the molecule before it "
+            "(diamond) and its gap to the target (bar). A free property reads nothing."
         )
+        if not feedback:
+            note += (
+                " Feedback is off: every position read the empty molecule, so the bars stay at "
+                "the whole target however the molecule grows."
+            )
+        st.caption(note)
+    else:
+        st.caption(
+            "The partial molecule's properties after each symbol (RDKit). This checkpoint is "
+            "open loop: the model never reads them, only the targets at the start."
+        )
+    for p, col in zip(props, st.columns(len(props)), strict=True):
+        values = [None if q is None else q[p] for q in run["partial"]]
+        reads = [r[p] for r in run["reads"]] if run["reads"] else None
+        col.plotly_chart(
+            running_figure(values, DESCRIPTOR_LABELS[p], targets[p], HIT[p], reads),
+            key=f"gen_running_{p}",
+            config={"displayModeBar": False},
+        )
+
+
+def run_batch(total: int) -> pd.DataFrame:
+    """``total`` molecules at the current settings, decoded ``MAX_BATCH`` at a time and seeded
+    as ``core.generate.generate`` seeds its batches (the same molecules as with this seed)."""
+    bar = st.progress(0.0, text="Decoding…")
+    selfies = []
+    for start in range(0, total, MAX_BATCH):
+        size = min(MAX_BATCH, total - start)
+        steps = iterate_on_pool(
+            generate_step, bundle, targets, n=size, seed=int(seed) + start, sampler=sampler,
+            report_top=1, feedback=feedback,
+        )  # fmt: skip
+        rows = []
+        for step in steps:
+            rows.append(step.tokens)
+            position = min(1.0, (step.index + 1) / bundle.args.max_len)
+            bar.progress(
+                (start + position * size) / total,
+                text=f"Molecules {start + 1}–{start + size} of {total}, position "
+                f"{step.index + 1}: {int(step.done.sum())} of {size} finished",
+            )
+        selfies += [tokenizer.decode(r) for r in np.stack(rows, axis=1)]
     bar.progress(1.0, text="Scoring with RDKit…")
-    ids = np.stack(rows, axis=1)
-    table = score([tokenizer.decode(r) for r in ids])
+    table = score(selfies)
     table["novel"] = [s != "" and s not in known_smiles(DATA_KEY) for s in table.smiles]
     bar.empty()
     return table
 
 
-def batch_scatter(table: pd.DataFrame, used: dict[str, float | None]) -> go.Figure:
-    cloud = dataset_cloud(DATA_KEY)
+def batch_figures(table: pd.DataFrame, used: dict[str, float]) -> list[dict[str, str]]:
+    """The figures of a batch as two rows of label -> value: the molecules, then the
+    distance to each target."""
+    m = target_metrics(table, used)
     valid = table[table.smiles != ""]
-    fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(
-            x=cloud.logp,
-            y=cloud.tpsa,
-            mode="markers",
-            name="dataset",
-            marker=dict(size=3, color="#c7ccd4"),
-            hoverinfo="skip",
-        )
+    general = {
+        "Molecules": f"{len(table):,}",
+        "Valid": f"{m['validity']:.0%}",
+        "Unique (of valid)": f"{m['uniqueness']:.0%}",
+        "Novel (of valid)": f"{valid.novel.mean() if len(valid) else 0:.0%}",
+    }
+    hits = {f"{SHORT[p]} MAD{UNIT_LABELS[p]}": f"{m[f'mad_{p}']:.2f}" for p in used}
+    hits |= {f"{SHORT[p]} within ±{HIT[p]:g}": f"{m[f'hit_{p}']:.0%}" for p in used}
+    if len(used) > 1:
+        hits["Both within"] = f"{m['hit_joint']:.0%}"
+    return [general, hits]
+
+
+def batch_controls() -> tuple[int, int, bool]:
+    """Molecules wanted, best-of-k's k (1: raw) and whether Generate was pressed."""
+    precise = st.toggle(
+        "Precise (best-of-k)",
+        key="gen_precise",
+        help="Generate k × n molecules and keep the n whose RDKit properties are closest to "
+        "the targets (sum of |Δ| / hit window over the targeted properties).",
     )
-    fig.add_trace(
-        go.Scatter(
-            x=valid.logp,
-            y=valid.tpsa,
-            mode="markers",
-            name="generated",
-            marker=dict(size=7, color="#1f77b4", line=dict(width=0.5, color="white")),
-            text=valid.smiles,
-            hovertemplate="%{text}<br>LogP %{x:.2f}, TPSA %{y:.1f}<extra></extra>",
-        )
+    c_n, c_k, c_go = st.columns([2, 1, 2], vertical_alignment="bottom")
+    n = c_n.number_input("Molecules", 1, MAX_BATCH, value=100, step=10, key="gen_batch_n")
+    k = c_k.number_input(
+        "k",
+        2,
+        MAX_K,
+        value=4,
+        step=1,
+        key="gen_best_k",
+        disabled=not precise,
+        help="Molecules generated per molecule kept.",
     )
-    lp, tp = used.get("logp"), used.get("tpsa")
-    shapes = []
-    if lp is not None and tp is not None:
-        box = dict(
-            x0=lp - HIT["logp"], x1=lp + HIT["logp"], y0=tp - HIT["tpsa"], y1=tp + HIT["tpsa"]
+    pressed = c_go.button("Generate batch", key="gen_batch_go", type="primary", width="stretch")
+    if precise and not active:
+        st.info("Precise mode ranks by the targets: set at least one. This batch is raw.")
+    elif precise:
+        st.caption(
+            f"**Precise** generates {int(k)} × {int(n)} = {int(k) * int(n):,} molecules and "
+            f"keeps the {int(n)} closest to the targets: a filter after the fact, not the "
+            "model's accuracy. The raw figures of all of them are shown beside."
         )
-        shapes.append(dict(type="rect", **box, line_color=TARGET, fillcolor=TARGET, opacity=0.2))
-    elif lp is not None:
-        shapes.append(band(lp - HIT["logp"], lp + HIT["logp"], axis="x"))
-    elif tp is not None:
-        shapes.append(band(tp - HIT["tpsa"], tp + HIT["tpsa"]))
-    if lp is not None:
-        shapes.append(line(lp, "x"))
-    if tp is not None:
-        shapes.append(line(tp))
-    fig.update_layout(
-        shapes=shapes,
-        height=420,
-        margin=dict(l=0, r=0, t=10, b=0),
-        xaxis_title=DESCRIPTOR_LABELS["logp"],
-        yaxis_title=DESCRIPTOR_LABELS["tpsa"],
-        legend=dict(orientation="h", y=1.02, x=0),
-    )
-    return fig
+    return int(n), int(k) if precise and active else 1, pressed
 
 
 def batch_view() -> None:
-    c_n, c_go = st.columns([2, 1], vertical_alignment="bottom")
-    n = c_n.number_input("Molecules", 1, MAX_BATCH, value=100, step=10, key="gen_batch_n")
-    if c_go.button("Generate batch", key="gen_batch_go", type="primary", width="stretch"):
-        st.session_state.gen_batch = {"settings": settings, "table": run_batch(int(n))}
+    n, k, pressed = batch_controls()
+    if pressed:
+        table = run_batch(n * k)
+        kept = None if k == 1 else table.index.isin(best_of_k(table, active, n).index)
+        st.session_state.gen_batch = {"settings": settings, "table": table, "kept": kept, "k": k}
     batch = st.session_state.get("gen_batch")
     if batch is None:
         st.info(f"Generate up to {MAX_BATCH} molecules at the settings above.")
         return
-    table, used = batch["table"], dict(batch["settings"][0])
+    table, kept, used = batch["table"], batch.get("kept"), dict(batch["settings"][0])
     if batch["settings"] != settings:
         st.info("The settings changed since this batch was made; press **Generate batch**.")
     used_active = {p: v for p, v in used.items() if v is not None}
-    m = target_metrics(table, used_active)
-    valid = table[table.smiles != ""]
-    cols = st.columns(4)
-    cols[0].metric("Molecules", len(table))
-    cols[1].metric("Valid", f"{m['validity']:.0%}")
-    cols[2].metric("Unique (of valid)", f"{m['uniqueness']:.0%}")
-    cols[3].metric("Novel (of valid)", f"{valid.novel.mean() if len(valid) else 0:.0%}")
-    hits = [(f"{SHORT[p]} MAD{UNIT_LABELS[p]}", f"{m[f'mad_{p}']:.2f}") for p in used_active]
-    hits += [(f"{SHORT[p]} within ±{HIT[p]:g}", f"{m[f'hit_{p}']:.0%}") for p in used_active]
-    if len(used_active) > 1:
-        hits.append(("Both within", f"{m['hit_joint']:.0%}"))
-    for col, (label, value) in zip(st.columns(max(len(hits), 1)), hits, strict=False):
-        col.metric(label, value)
-    st.plotly_chart(batch_scatter(table, used), key="gen_batch_scatter")
-    shown = valid.copy()
-    if used_active:  # best first: deviations in units of the hit window, summed
-        shown["miss"] = sum((shown[p] - v).abs() / HIT[p] for p, v in used_active.items())
-        shown = shown.sort_values("miss")
+    chosen = table if kept is None else table[kept]
+    rows = batch_figures(chosen, used_active)
+    if kept is not None:
+        raw_rows = batch_figures(table, used_active)
+        st.markdown(
+            f"**Precise (best-of-{batch['k']}):** the {len(chosen)} molecules "
+            f"closest to the targets of {len(table):,} generated. Under each figure, in grey: "
+            f"the **raw** figure of all {len(table):,}, unfiltered."
+        )
+    for i, row in enumerate(rows):
+        for col, (label, value) in zip(st.columns(max(len(row), 1)), row.items(), strict=False):
+            raw = {}
+            if kept is not None:
+                raw = dict(delta=raw_rows[i][label], delta_arrow="off", delta_description="raw")
+            col.metric(label, value, delta_color="off", **raw)
+    cloud = dataset_cloud(DATA_KEY)
+    st.plotly_chart(batch_scatter(table, cloud, used, HIT, kept), key="gen_batch_scatter")
+    batch_grid(chosen, used_active, kept is not None)
+    export = table if kept is None else table.assign(kept=kept)
+    st.download_button(
+        "Download CSV",
+        export.to_csv(index=False),
+        file_name="molscope_batch.csv",
+        mime="text/csv",
+        key="gen_batch_csv",
+    )
+
+
+def batch_grid(table: pd.DataFrame, used: dict[str, float], precise: bool) -> None:
+    """The valid molecules drawn with their properties, closest to the targets first."""
+    shown = table[table.smiles != ""].copy()
+    n_valid = len(shown)
+    if used:
+        shown = shown.iloc[np.argsort(target_miss(shown, used), kind="stable")]
     shown = shown.head(GRID_ROWS)
     shown["molecule"] = [png_data_uri(mol_to_png(s, size=(200, 140))) for s in shown.smiles]
     columns = {"molecule": st.column_config.ImageColumn("Molecule", width="medium")}
     columns |= {
         p: st.column_config.NumberColumn(DESCRIPTOR_LABELS[p], format="%.2f") for p in props
     }
-    for p, v in used_active.items():
+    for p, v in used.items():
         shown[f"miss_{p}"] = (shown[p] - v).abs()
         columns[f"miss_{p}"] = st.column_config.NumberColumn(f"|Δ{SHORT[p]}|", format="%.2f")
     columns |= {"novel": st.column_config.CheckboxColumn("Novel"), "smiles": "SMILES"}
@@ -619,15 +645,9 @@ def batch_view() -> None:
         column_config=columns,
         key="gen_batch_grid",
     )
-    order = "closest to the target first" if used_active else "in generation order"
-    st.caption(f"{min(len(valid), GRID_ROWS)} of {len(valid)} valid molecules, {order}.")
-    st.download_button(
-        "Download CSV",
-        table.to_csv(index=False),
-        file_name="molscope_batch.csv",
-        mime="text/csv",
-        key="gen_batch_csv",
-    )
+    order = "closest to the target first" if used else "in generation order"
+    which = " kept" if precise else ""
+    st.caption(f"{len(shown)} of {n_valid} valid{which} molecules, {order}.")
 
 
 with view:

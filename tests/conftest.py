@@ -14,13 +14,14 @@ from core.model import Model, ModelArgs
 from core.tokenizer import Tokenizer
 
 
-def make_tiny_checkpoint(folder, seed: int = 0) -> Bundle:
-    """Save an untrained 2-layer model with the subset's vocabulary to ``folder``."""
+def make_tiny_checkpoint(folder, seed: int = 0, feedback: bool = False) -> Bundle:
+    """Save an untrained 2-layer model with the subset's vocabulary to ``folder``
+    (``feedback``: a closed-loop one, whose positions read the gap to each target)."""
     table = load_dataset()
     tokenizer = Tokenizer.build(table.selfies.head(5000))
     args = ModelArgs(
         vocab_size=len(tokenizer), max_len=72, d_model=32, n_heads=2, n_layers=2, d_ff=64,
-        enc_d_model=16, enc_heads=2, enc_layers=1, enc_d_ff=32, latent_dim=4,
+        enc_d_model=16, enc_heads=2, enc_layers=1, enc_d_ff=32, latent_dim=4, feedback=feedback,
     )  # fmt: skip
     mx.random.seed(seed)
     model = Model(args)
@@ -57,6 +58,21 @@ def tiny_checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("checkpoints")
     make_tiny_checkpoint(root / "default")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_feedback_checkpoints(tmp_path_factory):
+    """A checkpoints/ folder holding a tiny closed-loop model named ``default``."""
+    root = tmp_path_factory.mktemp("feedback_checkpoints")
+    make_tiny_checkpoint(root / "default", feedback=True)
+    return root
+
+
+@pytest.fixture
+def use_tiny_feedback_checkpoints(tiny_feedback_checkpoints, monkeypatch):
+    """Point the dashboard at the tiny closed-loop checkpoint."""
+    monkeypatch.setenv("MOLSCOPE_CHECKPOINTS", str(tiny_feedback_checkpoints))
+    return tiny_feedback_checkpoints
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""The benchmark harness: the PyTorch mirror computes what core.model computes, and
+"""The benchmark harness: the PyTorch mirror computes what core.model computes (open and
+closed loop), the workload carries what a closed-loop decoder reads, and
 ``python -m bench.run --quick`` runs end to end and writes every figure."""
 
 from __future__ import annotations
@@ -33,48 +34,58 @@ KEYS = [
 
 
 def _batch(vocab: int, batch: int = 6, width: int = 12, seed: int = 0):
-    """Random padded token rows ending in [EOS], with properties, flags and noise."""
+    """Random padded token rows ending in [EOS], with properties, noisy targets, flags, the
+    properties of every prefix and the VAE's noise."""
     rng = np.random.default_rng(seed)
     lengths = rng.integers(3, width + 1, batch)
     valid = np.arange(width)[None, :] < lengths[:, None]
     ids = np.where(valid, rng.integers(4, vocab, (batch, width)), 0)
     ids[np.arange(batch), lengths - 1] = 2
     props = rng.normal(size=(batch, 2)).astype(np.float32)
+    targets = (props + 0.1 * rng.normal(size=props.shape)).astype(np.float32)
     present = (rng.random((batch, 2)) > 0.3).astype(np.float32)
-    return ids, valid, props, present
+    prefix = rng.normal(size=(batch, width, 2)).astype(np.float32)
+    eps = rng.normal(size=(batch, 4)).astype(np.float32)
+    return ids, valid, props, targets, present, prefix, eps
 
 
 @needs_torch
-@pytest.mark.parametrize("activation", ["relu", "gelu"])
-def test_torch_mirror_computes_the_same_loss(activation):
+@pytest.mark.parametrize(
+    ("activation", "feedback"), [("relu", False), ("gelu", False), ("relu", True)]
+)
+def test_torch_mirror_computes_the_same_loss(activation, feedback):
     import torch
 
     from bench import torch_model as tm
 
-    bundle = tiny_bundle(activation=activation)
+    bundle = tiny_bundle(activation=activation, feedback=feedback)
     mirror = tm.Model(bundle.args)
     tm.load_mlx_weights(mirror, bundle.model)
     assert tm.count_parameters(mirror) == count_parameters(bundle.model)
 
-    ids, valid, props, present = _batch(bundle.args.vocab_size)
-    eps = np.random.default_rng(1).normal(size=(len(ids), bundle.args.latent_dim))
-    eps = eps.astype(np.float32)
+    batch = _batch(bundle.args.vocab_size)
     targs = TrainArgs()
-    ours = loss_fn(bundle.model, *map(mx.array, (ids, valid, props, present, eps)), 0.5, targs, 1)
-    theirs = tm.loss_fn(
-        mirror, *map(torch.from_numpy, (ids, valid, props, present, eps)), 0.5, targs, 1
-    )
+    ours = loss_fn(bundle.model, *map(mx.array, batch), 0.5, targs, 1)
+    theirs = tm.loss_fn(mirror, *map(torch.from_numpy, batch), 0.5, targs, 1)
     for a, b in zip([ours[0], *ours[1]], [theirs[0], *theirs[1]], strict=True):
         assert math.isclose(a.item(), b.item(), rel_tol=1e-4, abs_tol=1e-5)
+    if feedback:  # what the positions read changes the loss: the mirror does not ignore it
+        ids, valid, props, targets, present, prefix, eps = batch
+        moved = tm.loss_fn(
+            mirror, *map(torch.from_numpy, (ids, valid, props, targets, present, prefix + 1, eps)),
+            0.5, targs, 1,
+        )  # fmt: skip
+        assert not math.isclose(moved[0].item(), theirs[0].item(), rel_tol=1e-4)
 
 
 @needs_torch
-def test_torch_cached_greedy_decoding_matches_generate_step():
+@pytest.mark.parametrize("feedback", [False, True])
+def test_torch_cached_greedy_decoding_matches_generate_step(feedback):
     import torch
 
     from bench import torch_model as tm
 
-    bundle = tiny_bundle(seed=3)
+    bundle = tiny_bundle(seed=3, feedback=feedback)
     mirror = tm.Model(bundle.args)
     tm.load_mlx_weights(mirror, bundle.model)
     mirror.eval()
@@ -86,8 +97,73 @@ def test_torch_cached_greedy_decoding_matches_generate_step():
         mirror, 3, bos=tok.bos_id, eos=tok.eos_id, pad=tok.pad_id,
         banned=[tok.pad_id, tok.bos_id, tok.unk_id], temperature=0, max_tokens=10,
         z=torch.from_numpy(np.array(z)),
+        feedback=tm.prefix_reader(bundle, 3) if feedback else None,
     )  # fmt: skip
     np.testing.assert_array_equal(ours, theirs.numpy())
+
+
+@pytest.fixture(scope="module")
+def closed_loop_workload(tmp_path_factory):
+    """The benchmark's workload on a tiny closed-loop checkpoint."""
+    import os
+
+    from conftest import make_tiny_checkpoint
+
+    from bench.workload import CHECKPOINT_ENV, build_workload
+
+    folder = tmp_path_factory.mktemp("bench") / "feedback"
+    make_tiny_checkpoint(folder, feedback=True)
+    before = os.environ.get(CHECKPOINT_ENV)
+    os.environ[CHECKPOINT_ENV] = str(folder)
+    try:
+        return build_workload()
+    finally:
+        if before is None:
+            del os.environ[CHECKPOINT_ENV]
+        else:
+            os.environ[CHECKPOINT_ENV] = before
+
+
+def test_a_closed_loop_workload_carries_what_each_position_reads(closed_loop_workload):
+    from core.feedback import prefix_table
+
+    work = closed_loop_workload
+    B, W = work.ids.shape
+    assert work.args.feedback and work.prefix.shape == (B, W, 2)
+    tok, scales = work.bundle.tokenizer, work.bundle.scales
+    mean = np.array([scales[p].mean for p in work.bundle.properties])
+    std = np.array([scales[p].std for p in work.bundle.properties])
+    for row in (0, B - 1):
+        selfies = tok.decode(work.ids[row])
+        expected = (prefix_table(selfies, work.bundle.properties) - mean) / std
+        np.testing.assert_allclose(work.prefix[row, : len(expected)], expected, rtol=1e-5)
+    assert np.abs(work.prefix).sum() > 0
+
+
+def test_the_training_steps_take_the_prefix(closed_loop_workload):
+    from bench.workload import mlx_train_step
+
+    model, run = mlx_train_step(closed_loop_workload)
+    before = np.array(model.decoder.feedback.net.layers[0].weight)
+    run()
+    after = np.array(model.decoder.feedback.net.layers[0].weight)
+    assert np.isfinite(after).all() and not np.array_equal(before, after)
+
+
+def test_closed_loop_generation_times_the_prefix_tracker():
+    from bench.decode import decode_without_cache, generate_closed_loop
+    from bench.workload import Workload, closed_loop_bundle
+
+    bundle = tiny_bundle(feedback=True)
+    steps, rdkit = generate_closed_loop(bundle, 8, {"logp": 2.0, "tpsa": 40.0}, seed=1)
+    assert 1 <= steps <= bundle.args.max_len and rdkit > 0
+    steps_off, rdkit_off = generate_closed_loop(bundle, 8, {"logp": 2.0}, seed=1, feedback=False)
+    assert steps_off >= 1 and rdkit_off == 0.0  # open loop: the tracker is never pushed
+    decode_without_cache(bundle, 5)  # the cache-less reference reads the prefixes too
+    open_loop = tiny_bundle()
+    work = Workload(open_loop, "tiny", *(np.zeros((1, 1)),) * 4, TrainArgs())
+    copy, source = closed_loop_bundle(work)
+    assert copy.args.feedback and not open_loop.args.feedback and "copy" in source
 
 
 def test_missing_torch_is_one_clear_error(monkeypatch):
@@ -115,6 +191,10 @@ def test_quick_run_writes_every_figure(tmp_path):
     assert result["kv_speedup"] == pytest.approx(
         result["decode_ms_per_token_nocache"] / result["decode_ms_per_token"]
     )
+    loop = result["gen_closed_loop"]
+    assert loop["molecules_per_s"] > 0 and loop["molecules_per_s_feedback_off"] > 0
+    assert 0 < loop["rdkit_share"] < 1 and loop["molecules"] == result["gen_molecules"]
+    assert "closed-loop molecules/s" in proc.stdout
     levers = {"compile", "blas", "blas_threads", "activation", "sgemv_shim", "data_parallel"}
     assert set(result["levers"]) == levers
     assert result["decode_latency_runs"] == {"default": 2, "openblas": 2}

@@ -99,3 +99,24 @@ def test_unconditioned_property_is_labelled_free(app):
     assert not app.exception
     titles = [f["layout"].get("title", {}).get("text", "") for f in figures(app)]
     assert "Decoder layer 2, head 1" in titles
+
+
+def test_open_loop_checkpoint_shows_no_gap_inputs(app):
+    assert not any("gap" in c.value for c in app.caption)
+    assert len(app.dataframe) == 0
+
+
+def test_closed_loop_rows_read_the_gap_to_each_target(use_tiny_feedback_checkpoints):
+    at = run_page(PAGE)
+    at.text_input(key="att_smiles").set_value("CCO").run()
+    at.number_input(key="att_tpsa").set_value(30.0).run()
+    assert not at.exception and not at.error
+    assert any("not an attention key" in c.value for c in at.caption)
+    table = at.dataframe[0].value
+    assert list(table.position) == ["[BOS]", "1: [C]", "2: [C]", "3: [O]"]
+    assert list(table["molecule so far"]) == ["(empty)", "C", "CC", "CCO"]
+    own = describe_smiles("CCO", ["tpsa"])["tpsa"]
+    assert table["TPSA so far"].tolist() == pytest.approx([0.0, 0.0, 0.0, own], abs=0.01)
+    assert table["gap TPSA"].tolist() == pytest.approx([30.0, 30.0, 30.0, 30.0 - own], abs=0.01)
+    at.toggle(key="att_use_logp").set_value(False).run()
+    assert "gap LogP" not in at.dataframe[0].value  # a free property reads no gap

@@ -1,5 +1,6 @@
 """Generate page (AppTest on a tiny checkpoint): sliders from the data, step-by-step decoding
-that continues like an uninterrupted run, Play / Reset, URL state, batch mode."""
+that continues like an uninterrupted run, Play / Reset, URL state, batch mode; on a closed-loop
+checkpoint the gaps each position read, the feedback switch and best-of-k batches."""
 
 import json
 import shutil
@@ -11,8 +12,9 @@ from conftest import run_page
 from streamlit.testing.v1 import AppTest
 
 from core.checkpoint import load_checkpoint
-from core.generate import generate
+from core.generate import generate, generate_step, make_sampler
 from core.inspect import partial_properties
+from core.rerank import best_of_k, target_miss
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "generate.py")
 
@@ -178,3 +180,112 @@ def test_a_finished_molecule_is_scored_against_the_targets(app, use_tiny_checkpo
     table = app.dataframe[0].value
     assert list(table.property) == ["LogP (Crippen)", "TPSA (Å²)"] and table.hit.dtype == bool
     assert app.button(key="gen_step").disabled and app.button(key="gen_play").disabled
+
+
+@pytest.fixture
+def closed_loop(use_tiny_feedback_checkpoints):
+    """The page on a tiny closed-loop checkpoint."""
+    return run_page(PAGE)
+
+
+def gap_traces(at: AppTest) -> list[dict]:
+    """The "gap read" trace of each running-property chart."""
+    return [t for fig in figures(at) for t in fig["data"] if t.get("name") == "gap read"]
+
+
+def test_feedback_toggle_is_shown_only_for_a_closed_loop_checkpoint(app, closed_loop):
+    assert "gen_feedback" not in [t.key for t in app.toggle]
+    assert "feedback" not in app.query_params
+    assert closed_loop.toggle(key="gen_feedback").value is True
+    assert closed_loop.query_params["feedback"] == "on"
+    assert any("closed loop" in c.value for c in closed_loop.caption)
+
+
+def test_closed_loop_steps_show_the_gap_each_position_read(closed_loop):
+    step(closed_loop, 4)
+    run = closed_loop.session_state.gen_run
+    targets = {
+        p: float(closed_loop.number_input(key=f"gen_{p}_num").value) for p in ("logp", "tpsa")
+    }
+    assert run["reads"][0] == {"logp": 0.0, "tpsa": 0.0}  # the empty molecule
+    for k, partial in enumerate(run["partial"][: len(run["reads"]) - 1], start=1):
+        if partial is not None:  # position k read the molecule of the first k symbols
+            assert run["reads"][k]["tpsa"] == pytest.approx(partial["tpsa"], abs=1e-3)
+    assert any("gap (target − property so far)" in c.value for c in closed_loop.caption)
+    assert any(m.value == "**What the model reads: gap = target − property so far**"
+               for m in closed_loop.markdown)  # fmt: skip
+    read = run["reads"][-1]
+    shown = f"TPSA {targets['tpsa'] - read['tpsa']:+.2f} Å²"
+    assert any(
+        "Gap read at this step" in m.value and shown in m.value for m in closed_loop.markdown
+    )
+    traces = gap_traces(closed_loop)
+    assert len(traces) == 2 and all(len(t["y"]) == len(run["reads"]) for t in traces)
+
+
+def test_closed_loop_steps_continue_exactly_like_an_uninterrupted_run(
+    closed_loop, use_tiny_feedback_checkpoints
+):
+    step(closed_loop, 6)
+    symbols = "".join(closed_loop.session_state.gen_run["symbols"])
+    bundle = load_checkpoint(use_tiny_feedback_checkpoints / "default")
+    targets = {
+        p: float(closed_loop.number_input(key=f"gen_{p}_num").value) for p in ("logp", "tpsa")
+    }
+    assert generate(bundle, targets, 1, seed=0, temperature=1.0)[0].startswith(symbols)
+
+
+def test_feedback_off_reads_the_empty_molecule_like_an_open_loop_run(
+    closed_loop, use_tiny_feedback_checkpoints
+):
+    step(closed_loop)
+    closed_loop.toggle(key="gen_feedback").set_value(False).run()
+    assert not closed_loop.exception
+    assert closed_loop.session_state.gen_run["chosen"] == []  # a new run
+    assert closed_loop.query_params["feedback"] == "off"
+    assert any("open-loop experiment" in c.value for c in closed_loop.caption)
+    step(closed_loop, 5)
+    run = closed_loop.session_state.gen_run
+    assert all(r == {"logp": 0.0, "tpsa": 0.0} for r in run["reads"])
+    bundle = load_checkpoint(use_tiny_feedback_checkpoints / "default")
+    targets = {
+        p: float(closed_loop.number_input(key=f"gen_{p}_num").value) for p in ("logp", "tpsa")
+    }
+    whole = generate_step(
+        bundle, targets, n=1, seed=0, sampler=make_sampler(1.0), max_tokens=5, feedback=False
+    )
+    assert run["chosen"] == [int(s.tokens[0]) for s in whole][: len(run["chosen"])]
+    assert any("frozen at the empty molecule" in m.value for m in closed_loop.markdown)
+
+
+def test_precise_batch_keeps_the_closest_and_shows_the_raw_figures(closed_loop):
+    closed_loop.toggle(key="gen_precise").set_value(True).run()
+    closed_loop.number_input(key="gen_batch_n").set_value(4).run()
+    closed_loop.number_input(key="gen_best_k").set_value(3).run()
+    assert any("3 × 4 = 12 molecules" in c.value for c in closed_loop.caption)
+    closed_loop.button(key="gen_batch_go").click().run()
+    assert not closed_loop.exception
+    batch = closed_loop.session_state.gen_batch
+    table, kept = batch["table"], batch["kept"]
+    assert len(table) == 12 and kept.sum() == 4
+    targets = dict(batch["settings"][0])
+    best = best_of_k(table, targets, 4)
+    assert set(best.index) == set(table.index[kept])
+    miss = target_miss(table, targets)
+    assert miss[kept].max() <= miss[~kept].min()
+    metrics = {m.label: m for m in closed_loop.metric}
+    assert metrics["Molecules"].value == "4" and metrics["Molecules"].delta == "12"
+    assert metrics["Both within"].delta.endswith("%")  # the raw figure beside the precise one
+    assert any("Precise (best-of-3)" in m.value for m in closed_loop.markdown)
+
+
+def test_precise_without_a_target_says_so_and_stays_raw(closed_loop):
+    for p in ("logp", "tpsa"):
+        closed_loop.toggle(key=f"gen_use_{p}").set_value(False).run()
+    closed_loop.toggle(key="gen_precise").set_value(True).run()
+    closed_loop.number_input(key="gen_batch_n").set_value(3).run()
+    closed_loop.button(key="gen_batch_go").click().run()
+    assert not closed_loop.exception
+    assert any("set at least one" in i.value for i in closed_loop.info)
+    batch = closed_loop.session_state.gen_batch
+    assert len(batch["table"]) == 3 and batch["kept"] is None

@@ -1,0 +1,1 @@
+"""Dashboard code shared by the pages that is not a page itself (Streamlit scans pages/)."""
