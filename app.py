@@ -14,7 +14,7 @@ import core  # noqa: F401  (fast BLAS before mlx)
 from core.checkpoint import CONFIG, METRICS, CheckpointError, read_config, read_metrics
 from core.model import count_parameters
 from core.runs import checkpoint_step
-from pages.common import (
+from ui.common import (
     DEFAULT_CHECKPOINT,
     FRAME_KEY,
     available_checkpoints,
@@ -151,5 +151,5 @@ navigation = st.navigation(
 )
 with st.sidebar:
     checkpoint_picker()
-st.session_state[FRAME_KEY] = True  # pages/common.ensure_app_frame: this run has the frame
+st.session_state[FRAME_KEY] = True  # ui/common.ensure_app_frame: this run has the frame
 navigation.run()

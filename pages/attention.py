@@ -22,7 +22,7 @@ from core.inspect import (
     uniform_share,
 )
 from core.pool import on_pool
-from pages.common import ensure_app_frame, require_bundle, require_dataset
+from ui.common import ensure_app_frame, require_bundle, require_dataset
 
 ensure_app_frame()
 

@@ -28,7 +28,7 @@ from core.explore import (
     parse_upload,
     substructure_search,
 )
-from pages.common import checkpoints_root, ensure_app_frame, require_dataset, selected_checkpoint
+from ui.common import checkpoints_root, ensure_app_frame, require_dataset, selected_checkpoint
 
 ensure_app_frame()
 

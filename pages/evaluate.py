@@ -18,7 +18,7 @@ from core.chem import describe_smiles, mol_to_png, png_data_uri, selfies_to_smil
 from core.inspect import InspectError, interpolate, molecule_ids
 from core.moses import BASELINES_SOURCE, LOWER_IS_BETTER, METRICS, PUBLISHED_BASELINES
 from core.pool import on_pool, submit
-from pages.common import ensure_app_frame, require_bundle, require_dataset
+from ui.common import ensure_app_frame, require_bundle, require_dataset
 
 ensure_app_frame()
 

@@ -18,7 +18,7 @@ from core.generate import GenerationError, generate_step, make_sampler, score
 from core.inspect import partial_properties
 from core.pool import iterate_on_pool, on_pool
 from core.rerank import best_of_k, target_miss
-from pages.common import (
+from ui.common import (
     cached_dataset,
     ensure_app_frame,
     require_bundle,

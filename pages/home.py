@@ -10,7 +10,7 @@ import streamlit as st
 
 from core.checkpoint import read_metrics
 from core.runs import checkpoint_step
-from pages.common import checkpoints_root, ensure_app_frame, selected_checkpoint
+from ui.common import checkpoints_root, ensure_app_frame, selected_checkpoint
 
 ensure_app_frame()
 

@@ -15,7 +15,7 @@ import streamlit as st
 from core import runs
 from core.checkpoint import METRICS, read_metrics
 from core.data import DEFAULT_DATA, FULL_DATA
-from pages.common import (
+from ui.common import (
     available_checkpoints,
     checkpoints_root,
     ensure_app_frame,

@@ -77,7 +77,7 @@ def use_tiny_feedback_checkpoints(tiny_feedback_checkpoints, monkeypatch):
 
 @pytest.fixture
 def use_tiny_checkpoints(tiny_checkpoints, monkeypatch):
-    """Point the dashboard at the tiny checkpoints (env var read by pages/common.py)."""
+    """Point the dashboard at the tiny checkpoints (env var read by ui/common.py)."""
     monkeypatch.setenv("MOLSCOPE_CHECKPOINTS", str(tiny_checkpoints))
     return tiny_checkpoints
 

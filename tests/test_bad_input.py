@@ -329,7 +329,7 @@ path_text = hs.text(alphabet=hs.characters(codec="utf-8"), max_size=20) | hs.sam
 @FEW
 @given(path_text)
 def test_safe_checkpoint_name_stays_under_the_checkpoints_folder(tmp_path_factory, name):
-    from pages.common import checkpoints_root, safe_checkpoint_name
+    from ui.common import checkpoints_root, safe_checkpoint_name
 
     root = tmp_path_factory.getbasetemp() / "root"
     root.mkdir(exist_ok=True)
