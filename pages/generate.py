@@ -18,6 +18,7 @@ from core.generate import GenerationError, generate_step, make_sampler, score
 from core.inspect import partial_properties
 from core.pool import iterate_on_pool, on_pool
 from core.rerank import best_of_k, target_miss
+from ui.charts import batch_scatter, density_figure, running_figure, top_k_figure
 from ui.common import (
     cached_dataset,
     ensure_app_frame,
@@ -26,7 +27,6 @@ from ui.common import (
     url_float,
     url_int,
 )
-from ui.charts import batch_scatter, density_figure, running_figure, top_k_figure
 
 ensure_app_frame()
 
