@@ -24,9 +24,9 @@ class EndlessSampler(Sampler):
 
     eos_id: int = 2
 
-    def __call__(self, logits: mx.array, key: mx.array) -> mx.array:
+    def __call__(self, logits: mx.array, key: mx.array, settings: mx.array | None = None):
         is_eos = mx.arange(logits.shape[-1]) == self.eos_id
-        return super().__call__(mx.where(is_eos, -mx.inf, logits), key)
+        return super().__call__(mx.where(is_eos, -mx.inf, logits), key, settings)
 
 
 def decode_with_cache(bundle: Bundle, length: int, seed: int = 0) -> None:

@@ -6,7 +6,8 @@ from the ``scipy-openblas32`` wheel is ~30x faster, but its symbols carry a ``sc
 (``patchelf --rename-dynamic-symbols``); ``preload_blas()`` loads it with ``RTLD_GLOBAL``
 before the first ``import mlx.core`` so that MLX's ``cblas_sgemm`` resolves to OpenBLAS.
 Both are no-ops on macOS (MLX uses Accelerate there). Set ``MOLSCOPE_BLAS=reference`` to
-keep the bundled BLAS (for side-by-side benchmarks).
+keep the bundled BLAS (for side-by-side benchmarks). Where ``mlx.core`` was imported before
+``core``, it is too late: ``preload_blas()`` then warns once, saying so.
 
 OpenBLAS's gemm is slow for vector-matrix products (batch-1 decoding: it packs the whole
 weight for one row), so ``build_shim()`` also compiles ``sgemm_shim.c`` with the system C
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 from core.errors import UserError
@@ -37,6 +39,7 @@ SHIM_NAME = "libmolscope_sgemm.so"
 SHIM_SOURCE = Path(__file__).with_name("sgemm_shim.c")
 
 _loaded: Path | None = None
+_warned_too_late = False
 
 
 class BlasError(UserError, RuntimeError):
@@ -150,7 +153,8 @@ def preload_blas() -> Path | None:
     if mode == "reference":
         return None
     if "mlx.core" in sys.modules:
-        return None  # too late: MLX already resolved its BLAS symbols
+        _warn_too_late()  # MLX already resolved its BLAS symbols
+        return None
     blas = blas_path()
     if not blas.exists():
         try:
@@ -174,6 +178,25 @@ def preload_blas() -> Path | None:
     ctypes.CDLL(str(blas), mode=ctypes.RTLD_GLOBAL)
     _loaded = first
     return first
+
+
+def _warn_too_late() -> None:
+    """Say once per process that MLX bound its BLAS before ``preload_blas`` could run, unless
+    it bound to the fast one anyway (preloaded by other means, e.g. ``LD_PRELOAD``)."""
+    global _warned_too_late
+    if _warned_too_late:
+        return
+    _warned_too_late = True
+    provider = sgemm_provider()
+    if provider is not None and Path(provider).name in (LIB_NAME, SHIM_NAME):
+        return
+    warnings.warn(
+        "mlx.core was imported before core, so MLX's matmuls run on the slow reference BLAS "
+        "of mlx[cpu] (about 30x slower on CPU): import core (or any core module) before "
+        "mlx, or set MOLSCOPE_BLAS=reference to choose that BLAS and silence this warning",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def blas_name() -> str:

@@ -1,9 +1,10 @@
-"""Autoregressive generation: KV cache, samplers, the ``generate_step`` generator, and the
+"""Autoregressive generation: samplers, the ``generate_step`` generator, and the
 ``python -m core.generate`` command line.
 
 ``generate_step`` yields one ``Step`` per decoded position; the dashboard (step by step) and
 the batch functions below both consume it. Each call builds and evaluates its whole graph in
-the calling thread and keeps its cache to itself, so one loaded model serves many threads.
+the calling thread and keeps its caches (``core.cache``) to itself, so one loaded model serves
+many threads.
 """
 
 from __future__ import annotations
@@ -12,69 +13,80 @@ import argparse
 import math
 import sys
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
 
+from core.cache import FixedKVCache, make_cache
 from core.checkpoint import Bundle
 from core.errors import UserError
 
 MAX_MOLECULES = 100_000  # largest --n accepted by the command line
+MAX_COMPILED_STEPS = 8  # compiled decoding steps kept per model, least recently used dropped
+SAMPLER_SETTINGS = ("temperature", "top_k", "top_p")  # values, passed to a compiled step
 
 
 class GenerationError(UserError, ValueError):
     """Bad generation input: unknown property, non-finite target, invalid prefix..."""
 
 
-class KVCache:
-    """Keys and values of one decoder layer for one generation call."""
-
-    def __init__(self) -> None:
-        self.keys: mx.array | None = None
-        self.values: mx.array | None = None
-        self.offset = 0
-
-    def update_and_fetch(self, k: mx.array, v: mx.array) -> tuple[mx.array, mx.array]:
-        """Append (B, H, T, Dh) keys/values; return everything cached so far."""
-        if self.keys is None:
-            self.keys, self.values = k, v
-        else:
-            self.keys = mx.concatenate([self.keys, k], axis=2)  # (B, H, S, Dh)
-            self.values = mx.concatenate([self.values, v], axis=2)
-        self.offset += k.shape[2]
-        return self.keys, self.values
-
-
-def make_cache(bundle: Bundle) -> list[KVCache]:
-    return [KVCache() for _ in range(bundle.args.n_layers)]
-
-
 @dataclass(frozen=True)
 class Sampler:
-    """Picks token ids (B,) from logits (B, V); build it with ``make_sampler``."""
+    """Picks token ids (B,) from logits (B, V); build it with ``make_sampler``.
+
+    Which truncations apply is decided by the fields (its ``structure``); their values can
+    come in as one array (``settings``), so a compiled decoding step serves every value.
+    """
 
     temperature: float = 1.0  # 0 means greedy
     top_k: int = 0  # 0 means no top-k truncation
     top_p: float = 1.0  # 1 means no nucleus truncation
 
-    def probabilities(self, logits: mx.array) -> mx.array:
-        """The distribution after temperature, before truncation (what the dashboard shows)."""
-        return mx.softmax(logits / max(self.temperature, 1e-6), axis=-1)
+    def settings(self) -> mx.array:
+        """(3,) float32: temperature, top-k, top-p.
 
-    def __call__(self, logits: mx.array, key: mx.array) -> mx.array:
+        >>> Sampler(0.5, 10).settings().tolist()
+        [0.5, 10.0, 1.0]
+        """
+        return mx.array([getattr(self, name) for name in SAMPLER_SETTINGS], dtype=mx.float32)
+
+    def structure(self) -> tuple:
+        """What shapes the computation, not its values: the class, the other fields, and
+        which of greedy, top-k and top-p apply.
+
+        >>> Sampler(0.5, 10).structure() == Sampler(1.5, 3).structure() != Sampler(0.5).structure()
+        True
+        """
+        others = [getattr(self, f.name) for f in fields(self) if f.name not in SAMPLER_SETTINGS]
+        return (type(self), *others, self.temperature == 0, self.top_k > 0, self.top_p < 1)
+
+    def probabilities(self, logits: mx.array, settings: mx.array | None = None) -> mx.array:
+        """The distribution after temperature, before truncation (what the dashboard shows)."""
+        temperature = (self.settings() if settings is None else settings)[0]
+        return mx.softmax(logits / mx.maximum(temperature, 1e-6), axis=-1)
+
+    def __call__(
+        self, logits: mx.array, key: mx.array, settings: mx.array | None = None
+    ) -> mx.array:
+        """Token ids (B,) drawn from logits (B, V) with ``key``; ``settings`` (default this
+        sampler's) must have the same ``structure``."""
         if self.temperature == 0:
             return mx.argmax(logits, axis=-1)
-        logits = logits / self.temperature
-        if 0 < self.top_k < logits.shape[-1]:
-            kth = mx.sort(logits, axis=-1)[:, -self.top_k][:, None]  # (B, 1)
+        temperature, top_k, top_p = self.settings() if settings is None else settings
+        logits = logits / temperature
+        if self.top_k > 0:  # k >= V keeps everything: the k-th largest is then the smallest
+            V = logits.shape[-1]
+            k = mx.minimum(top_k, V).astype(mx.int32)
+            kth = mx.take(mx.sort(logits, axis=-1), V - k, axis=-1)[:, None]  # (B, 1)
             logits = mx.where(logits < kth, -mx.inf, logits)
         if self.top_p < 1:
             order = mx.argsort(-logits, axis=-1)
             probs = mx.softmax(mx.take_along_axis(logits, order, axis=-1), axis=-1)
-            drop_sorted = (mx.cumsum(probs, axis=-1) - probs) > self.top_p
+            drop_sorted = (mx.cumsum(probs, axis=-1) - probs) > top_p
             drop = mx.put_along_axis(mx.zeros_like(drop_sorted), order, drop_sorted, axis=-1)
             logits = mx.where(drop, -mx.inf, logits)
         return mx.random.categorical(logits, key=key)
@@ -165,64 +177,79 @@ def generate_step(
     classifier-free guidance against the unconditioned prediction. A closed-loop model
     (``args.feedback``) reads after every token the properties of each molecule so far,
     computed with RDKit (``core.feedback``); ``feedback=False`` freezes them at the prefix's
-    molecule (an open-loop experiment: the model no longer sees its progress).
+    molecule (an open-loop experiment: the model no longer sees its progress). At most
+    ``max_tokens`` tokens are written (default: up to the model's ``max_len``, the prefix
+    included); more raise GenerationError when the first step is asked for.
     """
     model, args = bundle.model, bundle.args
+    decoder = model.decoder
     sampler = sampler or make_sampler()
+    settings = sampler.settings()
     z_key, tokens_key = mx.random.split(mx.random.key(seed))
     if z is None:
         z = mx.random.normal((n, args.latent_dim), key=z_key)
     props, present = condition_arrays(bundle, targets, n)
     prefix_ids = encode_prefix(bundle, prefix)
-    tokens = mx.array([prefix_ids] * n, dtype=mx.int32).reshape(n, len(prefix_ids))
-    limit = args.max_len - len(prefix_ids) if max_tokens is None else max_tokens
-    if not 0 < limit <= args.max_len - len(prefix_ids):
-        room = args.max_len - len(prefix_ids)
-        raise GenerationError(f"max_tokens must be between 1 and {room}, got {limit}")
+    room = args.max_len - len(prefix_ids)  # the position table ends after max_len tokens
+    limit = room if max_tokens is None else max_tokens
+    if not 0 < limit <= room:
+        after = f" after a prefix of {len(prefix_ids)}" if prefix_ids else ""
+        raise GenerationError(
+            f"max_tokens must be between 1 and {room} (the model writes at most "
+            f"{args.max_len} tokens{after}), got {limit}"
+        )
     tracker = _Feedback(bundle, n, prefix, feedback) if args.feedback else None
     guided = cfg_scale != 1.0
-    streams = [(present, make_cache(bundle))]
+    # the conditioned distribution and, with guidance, the unconditioned one: a cache each
+    bos = bundle.tokenizer.bos_id
+    streams = [(present, make_cache(args.n_layers))]
     if guided:
-        streams.append((mx.zeros_like(present), make_cache(bundle)))
+        streams.append((mx.zeros_like(present), make_cache(args.n_layers)))
 
-    def forward(x_for: Callable[[mx.array], mx.array], offset: int):
+    def forward(ids: mx.array, reads: mx.array | None, start: bool = False):
+        """Logits (n, V) after token ids (n, T) (``start``: behind the prefix and [BOS]),
+        guided if asked, and the conditioned stream's attention weights."""
         outs = []
         for flags, cache in streams:
-            logits, w = model.decoder(x_for(flags), offset, cache, return_attention)
-            outs.append((logits[:, -1], w))
-        return outs
+            if start:
+                x = model.decoder_inputs(z, props, flags, ids, bos, reads)  # (n, P+2+T, d)
+            else:
+                x = decoder.embed_tokens(ids, props, flags, reads)  # (n, T, d)
+            logits, weights = decoder(x, cache, return_attention)
+            outs.append((logits[:, -1], weights))
+        (logits, weights), *unconditioned = outs
+        if guided:
+            free = unconditioned[0][0]
+            logits = free + cfg_scale * (logits - free)
+        return logits, weights
 
-    bos = bundle.tokenizer.bos_id
-    first = None if tracker is None else tracker.table  # (n, 1 + len(prefix_ids), P)
-    outs = forward(lambda flags: model.decoder_inputs(z, props, flags, tokens, bos, first), 0)
-    offset = args.n_prefix + 1 + len(prefix_ids)
+    tokens = mx.array([prefix_ids] * n, dtype=mx.int32).reshape(n, len(prefix_ids))  # (n, L)
+    first = None if tracker is None else tracker.table  # (n, 1 + L, P)
+    logits, weights = forward(tokens, first, start=True)
     done = mx.zeros((n,), dtype=mx.bool_)
     # one key per absolute position: decoding from a prefix of an earlier run's own tokens
     # continues exactly as that run did (the dashboard steps this way)
-    keys = mx.random.split(tokens_key, args.max_len)
+    rng_keys = mx.random.split(tokens_key, args.max_len)
     pick = _picker(bundle, sampler, report_top)
     # without guidance or attention, positions after the first run as one compiled function
-    # over a fixed-size cache (about 3x less time per token at batch 1 on CPU)
-    fast = None
+    # over fixed-size caches (about 3x less time per token at batch 1 on CPU)
+    step = None
     if not guided and not return_attention and limit > 1:
-        fast = _compiled_step(bundle, sampler, report_top)
-    static: tuple[list, list] | None = None
+        step = _compiled_step(bundle, sampler, report_top, n)
+    state = None
     reads = None if tracker is None else tracker.latest  # (n, 1, P) normalised
     for index in range(limit):
-        if index == 0 or fast is None:
-            logits = outs[0][0]
-            if guided:
-                logits = outs[1][0] + cfg_scale * (logits - outs[1][0])
-            token, top_ids, top_probs, done = pick(logits, keys[len(prefix_ids) + index], done)
+        if index == 0 or step is None:
+            key = rng_keys[len(prefix_ids) + index]
+            token, top_ids, top_probs, done = pick(logits, key, done, settings)
         else:
-            if static is None:
-                static = _static_cache(streams[0][1], model.decoder.pos.weight.shape[0])
-            # the token goes in at position offset - 1; the step takes the key of index
-            # len(prefix_ids) + index, which is that position minus n_prefix
-            token, top_ids, top_probs, done, *static = fast(
-                token, mx.array(offset - 1), keys, done, props, present, reads, *static
+            if state is None:  # the growing caches of the first position, copied once
+                size = decoder.pos.weight.shape[0]
+                state = _state([FixedKVCache.from_cache(c, size) for c in streams[0][1]])
+            token, top_ids, top_probs, done, state = step(
+                token, rng_keys, done, props, present, reads, settings, state
             )
-        attn = [w[:, :, -1] for w in outs[0][1]] if return_attention else []
+        attn = [w[:, :, -1] for w in weights] if return_attention else []
         mx.eval(token, top_ids, top_probs, done, *attn)
         order = np.argsort(-np.array(top_probs), axis=-1, kind="stable")  # best first
         finished = np.array(done)
@@ -240,27 +267,22 @@ def generate_step(
         )
         if finished.all() or index == limit - 1:
             return
-        if fast is None:
-
-            def x_for(flags, token=token, reads=reads):
-                return model.decoder.embed_tokens(token[:, None], props, flags, reads)
-
-            outs = forward(x_for, offset)
-        offset += 1
+        if step is None:
+            logits, weights = forward(token[:, None], reads)
 
 
 def _picker(bundle: Bundle, sampler: Sampler, report_top: int):
-    """(logits (B, V), key, done) -> (token, top_ids, top_probs, done): the sampled token
-    ([PAD] once a row is done; [PAD], [BOS] and [UNK] never chosen) and the k most likely
-    tokens, unordered."""
+    """(logits (B, V), key, done, settings) -> (token, top_ids, top_probs, done): the sampled
+    token ([PAD] once a row is done; [PAD], [BOS] and [UNK] never chosen) and the k most
+    likely tokens, unordered; ``settings`` of a sampler with ``sampler``'s structure."""
     tok = bundle.tokenizer
     banned = mx.zeros((len(tok),)).at[mx.array([tok.pad_id, tok.bos_id, tok.unk_id])].add(-mx.inf)
     mx.eval(banned)  # evaluated here: a compiled step may run it in another thread
 
-    def pick(logits: mx.array, key: mx.array, done: mx.array):
+    def pick(logits: mx.array, key: mx.array, done: mx.array, settings: mx.array):
         logits = logits + banned
-        token = mx.where(done, tok.pad_id, sampler(logits, key))
-        probs = sampler.probabilities(logits)
+        token = mx.where(done, tok.pad_id, sampler(logits, key, settings))
+        probs = sampler.probabilities(logits, settings)
         k = min(report_top, probs.shape[-1])
         top_ids = mx.argpartition(-probs, kth=k - 1, axis=-1)[:, :k]
         top_probs = mx.take_along_axis(probs, top_ids, axis=-1)
@@ -272,30 +294,49 @@ def _picker(bundle: Bundle, sampler: Sampler, report_top: int):
 _COMPILED_LOCK = threading.Lock()
 
 
-def _compiled_step(bundle: Bundle, sampler: Sampler, report_top: int) -> Callable:
-    """``mx.compile`` of (token, pos, key, done, keys, values) -> (token, top_ids, top_probs,
-    done, keys, values): one position of ``Decoder.step`` and ``_picker``. Kept on the model,
-    one per sampler and report size, so it is traced once per batch size."""
-    model = bundle.model
+def _step_table(model) -> OrderedDict:
+    """The model's compiled decoding steps, least recently used first (not a parameter)."""
+    table = model.__dict__.get("_molscope_steps")
+    if table is None:
+        table = OrderedDict()
+        object.__setattr__(model, "_molscope_steps", table)
+    return table
+
+
+def _compiled_step(bundle: Bundle, sampler: Sampler, report_top: int, n: int) -> Callable:
+    """``mx.compile`` of one decoding position over fixed-size caches: (token, rng_keys, done,
+    props, present, reads, settings, state) -> (token, top_ids, top_probs, done, state), with
+    state = (offset, keys per layer, values per layer). One per sampler structure, report size
+    and batch size (so each holds one trace), at most ``MAX_COMPILED_STEPS`` per model."""
+    key = (sampler.structure(), report_top, n)
     with _COMPILED_LOCK:
-        table = model.__dict__.get("_molscope_steps")
-        if table is None:
-            table = {}
-            object.__setattr__(model, "_molscope_steps", table)  # not a parameter
-        fn = table.get((sampler, report_top))
+        table = _step_table(bundle.model)
+        fn = table.pop(key, None)
         if fn is None:
-            decoder, pick = model.decoder, _picker(bundle, sampler, report_top)
+            decoder, pick = bundle.model.decoder, _picker(bundle, sampler, report_top)
+            n_prefix = bundle.args.n_prefix
 
-            first = bundle.args.n_prefix
-
-            def step(token, pos, rng_keys, done, props, present, reads, keys, values):
-                logits, keys, values = decoder.step(token, pos, keys, values, props, present, reads)
-                rng_key = mx.take(rng_keys, pos - first, axis=0)
-                return (*pick(logits, rng_key, done), keys, values)
+            def step(token, rng_keys, done, props, present, reads, settings, state):
+                offset, keys, values = state
+                cache = [FixedKVCache(k, v, offset) for k, v in zip(keys, values, strict=True)]
+                x = decoder.embed_tokens(token[:, None], props, present, reads)  # (B, 1, d)
+                logits, _ = decoder(x, cache)
+                # the token fed in sits at position offset; the one sampled here is symbol
+                # offset - n_prefix of the molecule (prefix included), and takes that key
+                rng_key = mx.take(rng_keys, offset - n_prefix, axis=0)
+                return (*pick(logits[:, -1], rng_key, done, settings), _state(cache))
 
             # the decoder's weights as implicit inputs: a later load_weights is seen
-            fn = table[(sampler, report_top)] = mx.compile(step, inputs=decoder.state)
+            fn = mx.compile(step, inputs=decoder.state)
+        table[key] = fn
+        while len(table) > MAX_COMPILED_STEPS:
+            table.popitem(last=False)  # its traces go with it
     return fn
+
+
+def _state(cache: list[FixedKVCache]) -> tuple:
+    """What a compiled step passes on: (offset, keys per layer, values per layer)."""
+    return cache[0].offset, [c.keys for c in cache], [c.values for c in cache]
 
 
 def prefix_inputs(bundle: Bundle, selfies: str) -> mx.array | None:
@@ -345,12 +386,6 @@ class _Feedback:
             self.raw = self.tracker.push(symbols).copy()
             self.latest = mx.array(self._normalise(self.raw)[:, None])
         return self.latest
-
-
-def _static_cache(cache: list[KVCache], size: int) -> tuple[list, list]:
-    """The growing caches copied into fixed-size ones of ``size`` positions."""
-    pad = [(0, 0), (0, 0), (0, size - cache[0].offset), (0, 0)]
-    return [mx.pad(c.keys, pad) for c in cache], [mx.pad(c.values, pad) for c in cache]
 
 
 def generate(

@@ -12,7 +12,9 @@ A property-conditioned Transformer VAE over SELFIES tokens:
 - ``PropertyHead``: predicts the properties from ``mu`` (a probe of what the latent holds).
 
 Attention has a fast path (``mx.fast.scaled_dot_product_attention``) and an inspection path
-that returns the weights; both add the mask to the scores before the softmax.
+that returns the weights; both add the mask to the scores before the softmax. The decoder has
+one forward path: with no cache (teacher forcing), or with one cache per layer from
+``core.cache`` (a growing one, or the fixed-size one that the compiled decoding step uses).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from dataclasses import dataclass, field, fields
 
 import mlx.core as mx
 import mlx.nn as nn
+
+from core.cache import causal_mask
 
 
 @dataclass
@@ -55,16 +59,6 @@ class ModelArgs:
         return len(self.properties) + 1
 
 
-def causal_mask(n_queries: int, offset: int = 0, dtype: mx.Dtype = mx.float32) -> mx.array:
-    """Additive mask (n_queries, offset + n_queries): 0 where a query may look, -inf elsewhere.
-
-    Query i sits at absolute position ``offset + i`` and sees keys 0..offset+i.
-    """
-    q = mx.arange(offset, offset + n_queries)[:, None]
-    k = mx.arange(offset + n_queries)[None, :]
-    return mx.where(k <= q, 0.0, -mx.inf).astype(dtype)
-
-
 def padding_mask(valid: mx.array) -> mx.array:
     """Additive key mask (B, 1, 1, T) from a boolean (B, T) array of real positions."""
     return mx.where(valid, 0.0, -mx.inf)[:, None, None, :]
@@ -81,12 +75,14 @@ class Attention(nn.Module):
         self.out = nn.Linear(dims, dims)
 
     def __call__(self, x: mx.array, mask=None, cache=None, return_weights: bool = False):
+        """x: (B, T, D); mask: additive, broadcast to (B, H, T, S); cache: one layer's
+        (``core.cache``) -> output (B, T, D) and, on request, the weights (B, H, T, S)."""
         B, T, D = x.shape
         H = self.n_heads
         qkv = self.qkv(x).reshape(B, T, 3, H, D // H).transpose(2, 0, 3, 1, 4)  # (3, B, H, T, Dh)
         q, k, v = qkv[0], qkv[1], qkv[2]
         if cache is not None:
-            k, v = cache.update_and_fetch(k, v)  # (B, H, S, Dh), S = cached + T
+            k, v = cache.update_and_fetch(k, v)  # (B, H, S, Dh), S = what the cache holds
         if return_weights:
             scores = (q * self.scale) @ k.transpose(0, 1, 3, 2)  # (B, H, T, S)
             if mask is not None:
@@ -98,19 +94,6 @@ class Attention(nn.Module):
             y = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale, mask=mask)
         y = y.transpose(0, 2, 1, 3).reshape(B, T, D)  # (B, T, D)
         return self.out(y), weights
-
-    def step(self, x: mx.array, pos: mx.array, keys: mx.array, values: mx.array):
-        """One new position ``pos`` (a 0-d array) with a fixed-size cache (B, H, S, Dh): the
-        key/value written at ``pos``, attention over positions <= pos. Shapes never change
-        from one position to the next, so a compiled decoding step is traced once."""
-        B, _, D = x.shape
-        H = self.n_heads
-        qkv = self.qkv(x).reshape(B, 1, 3, H, D // H).transpose(2, 0, 3, 1, 4)
-        keys = mx.slice_update(keys, qkv[1], pos, axes=(2,))
-        values = mx.slice_update(values, qkv[2], pos, axes=(2,))
-        mask = mx.where(mx.arange(keys.shape[2]) <= pos, 0.0, -mx.inf).astype(x.dtype)
-        y = mx.fast.scaled_dot_product_attention(qkv[0], keys, values, scale=self.scale, mask=mask)
-        return self.out(y.transpose(0, 2, 1, 3).reshape(B, 1, D)), keys, values
 
 
 class MLP(nn.Module):
@@ -138,12 +121,6 @@ class TransformerBlock(nn.Module):
         h, weights = self.attn(self.norm1(x), mask, cache, return_weights)
         x = x + h
         return x + self.mlp(self.norm2(x)), weights
-
-    def step(self, x, pos, keys, values):
-        """``Attention.step`` through the whole block: (x, keys, values) after one position."""
-        h, keys, values = self.attn.step(self.norm1(x), pos, keys, values)
-        x = x + h
-        return x + self.mlp(self.norm2(x)), keys, values
 
 
 class ConditionEmbedding(nn.Module):
@@ -187,7 +164,8 @@ class FeedbackEmbedding(nn.Module):
         flags = mx.broadcast_to(present[:, None], prefix_props.shape)
         gap = (props[:, None] - prefix_props) * flags
         feats = mx.concatenate([gap, target, flags], axis=-1)  # (B, T, 3P)
-        return self.net(feats.reshape(-1, feats.shape[-1])).reshape(props.shape[0], T, -1)
+        out = self.net(feats.reshape(-1, feats.shape[-1]))  # (B*T, d)
+        return out.reshape(props.shape[0], T, -1)  # (B, T, d)
 
 
 class Encoder(nn.Module):
@@ -258,30 +236,23 @@ class Decoder(nn.Module):
             x = x + self.feedback(props, present, prefix_props)
         return x
 
-    def __call__(self, x: mx.array, offset: int = 0, cache=None, return_weights=False):
-        """x: (B, T, d) input embeddings at absolute positions offset.. -> logits (B, T, V)."""
+    def __call__(self, x: mx.array, cache: list | None = None, return_weights=False):
+        """x: (B, T, d) input embeddings -> logits (B, T, V) and, on request, each layer's
+        attention weights. Without ``cache`` the positions are 0..T-1; with one (a cache per
+        layer, ``core.cache``) they follow what it holds, and it receives their keys/values."""
         T = x.shape[1]
-        x = x + self.pos.weight[offset : offset + T]
-        # an explicit mask array: on CPU, mask="causal" measured ~1.6x slower (forward)
-        mask = None if T == 1 else causal_mask(T, offset, x.dtype)
+        if cache is None:
+            offset = 0
+            # an explicit mask array: on CPU, mask="causal" measured ~1.6x slower (forward)
+            mask = None if T == 1 else causal_mask(T, dtype=x.dtype)
+        else:
+            offset, mask = cache[0].offset, cache[0].make_mask(T, x.dtype)
+        x = x + mx.take(self.pos.weight, mx.arange(T) + offset, axis=0)  # (T, d) broadcast
         weights = []
         for i, block in enumerate(self.blocks):
             x, w = block(x, mask, None if cache is None else cache[i], return_weights)
             weights.append(w)
         return self.head(self.norm(x)), weights
-
-    def step(self, token, pos, keys: list, values: list, props, present, prefix_props):
-        """Logits (B, V) after ``token`` (B,) at absolute position ``pos`` (0-d array), with
-        fixed-size per-layer caches (B, H, S, Dh), S = the position table's size;
-        ``prefix_props`` (B, 1, P) as in ``embed_tokens``."""
-        x = self.embed_tokens(token[:, None], props, present, prefix_props)
-        x = x + mx.take(self.pos.weight, pos, axis=0)
-        new_keys, new_values = [], []
-        for block, k, v in zip(self.blocks, keys, values, strict=True):
-            x, k, v = block.step(x, pos, k, v)
-            new_keys.append(k)
-            new_values.append(v)
-        return self.head(self.norm(x))[:, -1], new_keys, new_values
 
 
 class PropertyHead(nn.Module):

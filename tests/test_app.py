@@ -6,7 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from browser_util import app_test
+from browser_util import PAGES, app_test
+from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +34,11 @@ def sidebar_text(at: AppTest) -> str:
     return "\n".join(parts + [e.value for e in at.sidebar.error])
 
 
+def menu(at: AppTest) -> list[str]:
+    """The page titles the sidebar lists."""
+    return [link.proto.label for link in at.sidebar.get("page_link")]
+
+
 def test_home_is_the_default_page(use_tiny_checkpoints):
     at = app_test().run()
     assert not at.exception
@@ -41,6 +47,7 @@ def test_home_is_the_default_page(use_tiny_checkpoints):
     assert picker.value == "default" and picker.options == ["default"]
     assert at.query_params["checkpoint"] == "default"
     assert "parameters" in sidebar_text(at) and "Trained" in sidebar_text(at)
+    assert menu(at) == list(PAGES.values())
 
 
 @pytest.mark.parametrize(
@@ -123,3 +130,33 @@ def test_no_checkpoints_at_all(tmp_path, monkeypatch):
     at = app_test().run()
     assert not at.exception
     assert any("No checkpoint in" in i.value for i in at.sidebar.info)
+
+
+def widget_ids(at: AppTest) -> set[str]:
+    kinds = ("button", "selectbox", "slider", "number_input", "toggle", "text_input", "radio")
+    return {widget.id for kind in kinds for widget in at.get(kind)}
+
+
+def test_a_page_run_without_app_py_draws_the_frame_itself(use_tiny_checkpoints, monkeypatch):
+    """A fresh server runs its first requests in Streamlit's pages-folder mode: a deep link
+    runs the page alone, without app.py. The page draws the frame in that same run (the six
+    pages and the checkpoint picker in the sidebar), and every widget keeps its id in the
+    next run, through app.py: a first click is not lost."""
+    framed_init = PagesManager.__init__
+
+    def pages_folder_mode(self, *args, **kwargs) -> None:  # as before st.navigation ever ran
+        framed_init(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = True
+
+    monkeypatch.setattr(PagesManager, "__init__", pages_folder_mode)
+    at = app_test()
+    at.switch_page("pages/dataset.py").run()
+    assert not at.exception
+    assert at.title[0].value == "Dataset"
+    assert menu(at) == list(PAGES.values())
+    assert at.sidebar.selectbox(key="checkpoint").value == "default"
+    first = widget_ids(at)
+    monkeypatch.setattr(PagesManager, "__init__", framed_init)  # the server's next runs
+    at.run()
+    assert at.title[0].value == "Dataset" and menu(at) == list(PAGES.values())
+    assert len(first) > 3 and widget_ids(at) == first

@@ -1,5 +1,6 @@
 """The running app in headless Chromium: every page draws without an exception, offline;
-a Dataset slider changes the counts; the Generate page's Step button writes a symbol.
+a Dataset slider changes the counts; the Generate page's Step button writes a symbol; on a
+fresh server, 8 tabs opened at once each list the six pages.
 
 Skipped with a reason where /usr/bin/chromium is missing, except under CI=true.
 """
@@ -24,6 +25,8 @@ pytestmark = pytest.mark.browser
 ARTIFACTS = ROOT / "tests" / "artifacts"
 EXCEPTION = '[data-testid="stException"]'
 PICKER = '[data-testid="stSidebar"] [data-testid="stSelectbox"]'
+MENU = '[data-testid="stSidebar"] [data-testid="stPageLink"] a'  # the frame's list of pages
+SKELETON = '[data-testid="stSkeleton"]'
 
 
 def existing_pages() -> dict[str, str]:
@@ -87,7 +90,7 @@ def check_page(page, name: str, title: str | None) -> None:
 def test_every_page_draws_offline_without_exceptions(page, url):
     open_page(page, url, "")  # the entry page first, as `make run` users do
     check_page(page, "home", "MolScope")
-    page.locator('[data-testid="stSidebarNav"] a', has_text="Dataset").click()
+    page.locator(MENU, has_text="Dataset").click()
     wait_idle(page)
     assert "/dataset" in page.url and "checkpoint=default" in page.url  # the menu keeps it
     mine = {"dataset", "training"}  # the other pages' titles are their authors' to test
@@ -123,6 +126,12 @@ def test_dataset_slider_filters(page, url):
 )
 def test_generate_step_writes_a_symbol(page, url):
     open_page(page, url, "generate")
+    step_writes_a_symbol(page)
+    page.screenshot(path=str(ARTIFACTS / "browser_generate_step.png"))
+
+
+def step_writes_a_symbol(page) -> None:
+    """Click the Generate page's Step: the decoded SELFIES (a code block) changes."""
     codes = page.locator('[data-testid="stCode"]')
     before = codes.all_inner_texts()
     page.get_by_role("button", name=re.compile(r"^\W*Step$")).first.click()
@@ -133,6 +142,56 @@ def test_generate_step_writes_a_symbol(page, url):
         arg=before,
         timeout=20_000,
     )
-    page.screenshot(path=str(ARTIFACTS / "browser_generate_step.png"))
     assert codes.all_inner_texts() != before
     assert page.locator(EXCEPTION).count() == 0
+
+
+# Every link text the sidebar shows, recorded at each change from the first paint on: what a
+# user may see, not only where the page settles. Icons are ligature text: left out.
+RECORD_SIDEBAR_LINKS = """
+window.__sidebarLinks = [];
+const record = () => {
+  const sidebar = document.querySelector('[data-testid="stSidebar"]');
+  const links = sidebar ? [...sidebar.querySelectorAll("a")] : [];
+  const titles = links
+    .filter(a => new URL(a.href, location.href).origin === location.origin)
+    .map(a => {
+      const copy = a.cloneNode(true);
+      copy.querySelectorAll('[data-testid="stIconMaterial"]').forEach(icon => icon.remove());
+      return copy.textContent.trim();
+    });
+  const seen = window.__sidebarLinks;
+  if (seen.length === 0 || seen[seen.length - 1].join("|") !== titles.join("|")) {
+    seen.push(titles);
+  }
+};
+new MutationObserver(record).observe(document, {childList: true, subtree: true});
+"""
+COLD_START_PATHS = ["", "generate", "dataset", "training", "attention", "evaluate", "", "generate"]
+
+
+def test_fresh_server_with_eight_tabs_at_once_lists_the_six_pages_in_each(chromium, server_env):
+    """On a fresh server, 8 tabs opened at the same moment (the entry page and deep links):
+    each sidebar lists exactly the six pages, from its first paint to the end, never a page
+    twice and never Streamlit's automatic pages-folder menu."""
+    titles = list(PAGES.values())
+    with streamlit_server(server_env) as base:
+        context = chromium.new_context(viewport={"width": 1280, "height": 900})
+        context.add_init_script(RECORD_SIDEBAR_LINKS)
+        tabs = [context.new_page() for _ in COLD_START_PATHS]
+        for tab, path in zip(tabs, COLD_START_PATHS, strict=True):
+            tab.goto(f"{base}/{path}", wait_until="commit")  # all started before any is drawn
+        for i, (tab, path) in enumerate(zip(tabs, COLD_START_PATHS, strict=True)):
+            # drawn: a title, no loading skeleton left (before a queued first run starts, the
+            # app reads as idle too), and idle
+            tab.wait_for_selector("h1", timeout=60_000)
+            tab.wait_for_function(f"() => !document.querySelector('{SKELETON}')", timeout=60_000)
+            wait_idle(tab, timeout=60_000)
+            tab.screenshot(path=str(ARTIFACTS / f"browser_cold_start_{i}.png"))
+            shown = tab.evaluate("window.__sidebarLinks")
+            assert shown[-1] == titles, f"tab {i} (/{path}) ended with {shown[-1]}"
+            for links in shown:  # while it loads, only the start of the six (drawn in order)
+                assert links == titles[: len(links)], f"tab {i} (/{path}) showed {links}"
+            assert tab.locator(EXCEPTION).count() == 0, f"exception in tab {i} (/{path})"
+        step_writes_a_symbol(tabs[COLD_START_PATHS.index("generate")])  # its first click counts
+        context.close()

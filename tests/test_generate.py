@@ -1,11 +1,30 @@
-"""Generation: KV-cached decoding equals full recomputation; seeds reproduce; samplers."""
+"""Generation: KV-cached decoding equals full recomputation; seeds reproduce; samplers;
+compiled decoding steps stay few; the shipped checkpoint decodes as it did."""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
 import pytest
 from tiny import tiny_bundle
 
-from core.generate import GenerationError, generate, generate_step, make_sampler
+from core.checkpoint import load_checkpoint
+from core.generate import (
+    MAX_COMPILED_STEPS,
+    GenerationError,
+    Sampler,
+    _step_table,
+    condition_arrays,
+    generate,
+    generate_step,
+    make_sampler,
+    prefix_inputs,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +39,6 @@ def test_cached_decoding_equals_full_recomputation(bundle):
         generate_step(bundle, targets, n=2, seed=3, sampler=make_sampler(0.0), max_tokens=8)
     )
     tokens = np.stack([s.tokens for s in steps], axis=1)
-    from core.generate import condition_arrays
-
     props, present = condition_arrays(bundle, targets, 2)
     z = mx.random.normal((2, args.latent_dim), key=mx.random.split(mx.random.key(3))[0])
     for t in range(1, tokens.shape[1]):
@@ -128,3 +145,102 @@ def test_compiled_step_sees_new_weights():
     after, reference = decode(one), decode(other)
     assert all(np.array_equal(a, b) for a, b in zip(after, reference, strict=True))
     assert not all(np.array_equal(a, b) for a, b in zip(before, after, strict=False))
+
+
+@dataclass(frozen=True)
+class NeverEnds(Sampler):
+    """Never picks [EOS] (a field beside the settings: part of the compiled step's key)."""
+
+    eos_id: int = 2
+
+    def __call__(self, logits, key, settings=None):
+        is_eos = mx.arange(logits.shape[-1]) == self.eos_id
+        return super().__call__(mx.where(is_eos, -mx.inf, logits), key, settings)
+
+
+def _tokens_and_probs(bundle, *, attention: bool, **kwargs):
+    steps = generate_step(bundle, {"logp": 1.0}, return_attention=attention, **kwargs)
+    return [(s.tokens, s.top_ids, s.top_probs, s.done) for s in steps]
+
+
+def test_compiled_steps_stay_few_whatever_the_sampler_settings():
+    """50 sampler settings and batch sizes, as the Batch tab allows: the model keeps at most
+    MAX_COMPILED_STEPS compiled steps, settings with one structure share one, and every run
+    equals the eager path."""
+    bundle = tiny_bundle(seed=5)
+    table = _step_table(bundle.model)
+    rng = np.random.default_rng(0)
+    for i in range(50):
+        temperature = 0.0 if i % 10 == 0 else float(rng.uniform(0.3, 2.0))
+        top_k = int(rng.choice([0, rng.integers(1, 12)]))
+        top_p = float(rng.choice([1.0, rng.uniform(0.3, 0.99)]))
+        sampler = make_sampler(temperature, top_k, top_p)
+        kwargs = dict(n=int(rng.integers(1, 7)), seed=i, sampler=sampler, report_top=3)
+        fast = _tokens_and_probs(bundle, attention=False, **kwargs)
+        eager = _tokens_and_probs(bundle, attention=True, **kwargs)
+        assert len(fast) == len(eager)
+        for a, b in zip(fast, eager, strict=True):
+            assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True)), sampler
+        assert len(table) <= MAX_COMPILED_STEPS
+    assert len(table) == MAX_COMPILED_STEPS  # the bound was reached, not just approached
+
+    table.clear()
+    for temperature, top_k in [(0.5, 3), (1.5, 7), (0.9, 1)]:  # one structure, three values
+        list(generate_step(bundle, {}, n=2, sampler=make_sampler(temperature, top_k)))
+    assert len(table) == 1
+
+
+def test_max_tokens_beyond_the_position_table_is_refused(bundle):
+    max_len = bundle.args.max_len
+    with pytest.raises(GenerationError, match=f"between 1 and {max_len} .*got {max_len + 1}"):
+        next(generate_step(bundle, {}, max_tokens=max_len + 1))
+    with pytest.raises(GenerationError, match=f"between 1 and {max_len - 2} .*prefix of 2"):
+        next(generate_step(bundle, {}, prefix="[C][C]", max_tokens=max_len - 1))
+    with pytest.raises(GenerationError, match="got 0"):
+        next(generate_step(bundle, {}, max_tokens=0))
+    # the whole room after a prefix decodes, compiled as eagerly, to the table's last position
+    sampler = NeverEnds(eos_id=bundle.tokenizer.eos_id)
+    kwargs = dict(n=2, seed=1, sampler=sampler, prefix="[C][C]", max_tokens=max_len - 2)
+    fast = _tokens_and_probs(bundle, attention=False, **kwargs)
+    eager = _tokens_and_probs(bundle, attention=True, **kwargs)
+    assert len(fast) == len(eager) == max_len - 2
+    for a, b in zip(fast, eager, strict=True):
+        assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_shipped_checkpoint_decodes_as_before_the_refactor():
+    """checkpoints/default: the same SELFIES for fixed seeds as the code before the one
+    forward path (tests/fixtures/default_decode.json), compiled, eager, guided and greedy."""
+    expected = json.loads((ROOT / "tests" / "fixtures" / "default_decode.json").read_text())
+    folder = ROOT / "checkpoints" / "default"
+    weights = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    assert weights == expected["weights_sha256"], "checkpoints/default changed: re-record"
+    bundle = load_checkpoint(folder)
+    tok, targets = bundle.tokenizer, {"logp": 2.0, "tpsa": 60.0}
+
+    def decode(**kwargs):
+        steps = list(generate_step(bundle, targets, **kwargs))
+        ids = np.stack([s.tokens for s in steps], axis=1)
+        return [tok.decode(row) for row in ids], [s.top_probs.tolist() for s in steps[:3]]
+
+    top_p = make_sampler(1.0, 0, 0.9)
+    got = {
+        "batch6_compiled": generate(bundle, targets, 6, seed=0),
+        "prefix_topk": generate(bundle, {"logp": 2.0}, 3, seed=1, top_k=5, prefix="[C][C]"),
+    }
+    got["top_p_attention"], probs_eager = decode(n=2, seed=2, sampler=top_p, return_attention=True)
+    got["top_p_compiled"], probs_fast = decode(n=2, seed=2, sampler=top_p)
+    got["greedy"], _ = decode(n=2, seed=3, sampler=make_sampler(0.0))
+    got["guided"], _ = decode(n=2, seed=4, cfg_scale=2.0)
+    assert got == expected["selfies"]
+    for probs, name in [(probs_eager, "top_p_attention"), (probs_fast, "top_p_compiled")]:
+        assert np.allclose(probs, expected["top_probs"][name], atol=1e-5)
+
+    selfies = "[C][C][O][C][=C][C][=C][C][=C][Ring1][=Branch1]"
+    ids = tok.encode(selfies, eos=True, strict=True)
+    props, present = condition_arrays(bundle, {"logp": 2.0, "tpsa": 40.0}, 1)
+    z = mx.zeros((1, bundle.args.latent_dim))
+    reads = prefix_inputs(bundle, selfies)
+    x = bundle.model.decoder_inputs(z, props, present, mx.array([ids[:-1]]), tok.bos_id, reads)
+    logits = np.array(bundle.model.decoder(x)[0][0, -1])
+    assert np.allclose(logits, expected["teacher_logits"], atol=1e-4)

@@ -1,11 +1,19 @@
-"""Properties of the model: causality, mask placement, fast == inspection attention."""
+"""Properties of the model: causality, mask placement, fast == inspection attention, one
+decoder forward path for every cache, and the parameter names trained checkpoints carry."""
+
+import json
+from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
 import pytest
+from mlx.utils import tree_flatten
 from tiny import tiny_bundle
 
-from core.model import Attention, ModelArgs, causal_mask
+from core.cache import FixedKVCache, make_cache
+from core.model import Attention, Model, ModelArgs, causal_mask
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +105,37 @@ def test_attention_mask_is_added_before_softmax():
 def test_model_args_from_dict_ignores_unknown_keys():
     args = ModelArgs.from_dict({"d_model": 64, "some_future_field": 1})
     assert args.d_model == 64
+
+
+@pytest.mark.parametrize("name, feedback", [("open_loop", False), ("closed_loop", True)])
+def test_parameter_names_and_shapes_are_those_of_trained_checkpoints(name, feedback):
+    """A checkpoint saved before a refactor of core/model.py loads into it (``load_weights``
+    is strict): the same names, the same shapes (frozen in tests/fixtures)."""
+    frozen = json.loads((FIXTURES / "model_parameters.json").read_text())
+    model = Model(ModelArgs(**frozen["model_args"], feedback=feedback))
+    shapes = {k: list(v.shape) for k, v in tree_flatten(model.parameters())}
+    assert shapes == frozen["parameters"][name]
+
+
+@pytest.mark.parametrize("feedback", [False, True])
+def test_one_forward_path_for_no_cache_growing_and_fixed_caches(feedback):
+    """The prefix at once, then one position at a time, through a growing and a fixed-size
+    cache: every position's logits equal those of one pass without a cache."""
+    bundle = tiny_bundle(feedback=feedback)
+    model, args = bundle.model, bundle.args
+    ids, _, props, present, _ = _inputs(bundle, B=2, T=9)
+    z = mx.random.normal((2, args.latent_dim), key=mx.random.key(4))
+    reads = mx.random.normal((2, ids.shape[1], 2), key=mx.random.key(5)) if feedback else None
+    x = model.decoder_inputs(z, props, present, ids[:, :-1], 1, reads)  # (B, S, d)
+    full = np.array(model.decoder(x)[0])  # (B, S, V)
+    start = args.n_prefix + 3
+    growing = make_cache(args.n_layers)
+    first = np.array(model.decoder(x[:, :start], growing)[0])
+    size = model.decoder.pos.weight.shape[0]
+    fixed = [FixedKVCache.from_cache(c, size) for c in growing]
+    for cache in (growing, fixed):
+        rows = [first]
+        for t in range(start, x.shape[1]):
+            rows.append(np.array(model.decoder(x[:, t : t + 1], cache)[0]))
+        assert np.allclose(np.concatenate(rows, axis=1), full, atol=1e-5)
+    assert growing[0].offset == fixed[0].offset.item() == x.shape[1]

@@ -6,6 +6,7 @@ Pages import from here; nothing in this module does model math (that lives in ``
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import streamlit as st
@@ -16,45 +17,31 @@ from core.data import DEFAULT_DATA, DataError, load_dataset
 from core.pool import on_pool
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _leave_pages_folder_mode() -> None:
-    """Serve deep links through app.py's navigation, even on a fresh server.
-
-    Because a ``pages/`` folder sits beside app.py, Streamlit serves a fresh server's first
-    request for a page URL (e.g. ``/generate?logp=3``) in its legacy folder mode: the page
-    runs without app.py, so without the sidebar and the checkpoint picker. ``st.navigation``
-    turns that mode off, but only once app.py has run. Turn it off here and rerun, so the
-    same URL is served by app.py. (A private flag of Streamlit 1.67; absent -> no-op.)
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if getattr(PagesManager, "uses_pages_directory", None):
-        PagesManager.uses_pages_directory = False
-        st.rerun()
-
-
-_leave_pages_folder_mode()
-
-FRAME_KEY = "_molscope_frame"  # set by app.py before it runs the page
+FRAME_KEY = "_molscope_frame"  # set by app.py for the page it runs next
 
 
 def ensure_app_frame() -> None:
-    """Rerun once through app.py if this page started in the legacy pages-folder mode.
+    """Draw the frame (``ui.frame``) unless app.py drew it in this run; every page calls it.
 
-    ``_leave_pages_folder_mode`` switches that mode off for the server, but tabs whose first
-    run had already started in it (several tabs opening at once on a fresh server) would keep
-    a page without the sidebar: their Step clicks are fragment runs, which never rerun app.py.
-    A page run on its own (``AppTest`` on the page file) has no app.py to go through.
+    Because a ``pages/`` folder sits beside app.py, a fresh server runs its first requests in
+    Streamlit's legacy pages-folder mode, until ``st.navigation`` has been called once: a deep
+    link (``/generate?logp=3``), or several tabs opening at once, run the page alone, without
+    app.py. The page then draws the frame itself, in the same run, so every tab shows the same
+    sidebar from its first paint. A page run on its own (``AppTest`` on the page file) has no
+    frame to draw.
     """
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 
     ctx = get_script_run_ctx()
     if ctx is None or Path(ctx.main_script_path).name != "app.py":
         return
-    if not st.session_state.get(FRAME_KEY):
-        st.session_state[FRAME_KEY] = True  # once per session, whatever happens next
-        st.rerun()
+    if not st.session_state.pop(FRAME_KEY, False):
+        from ui.frame import draw_frame  # not at the top: ui.frame imports this module
+
+        # drawn as app.py draws it, under the main script's hash: the frame's widgets and the
+        # page's (back under the page's hash after it) keep their ids in the runs that follow
+        with ctx.run_with_active_hash(ctx.pages_manager.main_script_hash):
+            draw_frame()
 
 
 def checkpoints_root() -> Path:
@@ -63,15 +50,35 @@ def checkpoints_root() -> Path:
 
 
 DEFAULT_CHECKPOINT = "default"
+MAX_LOADED_MODELS = 4  # models kept in memory at once, least recently used dropped first
 
 
-@st.cache_resource(show_spinner="Loading the model…")
+@st.cache_resource(max_entries=MAX_LOADED_MODELS, show_spinner="Loading the model…")
 def cached_bundle(folder: str, mtime: float) -> Bundle:
     """The model in ``folder``, loaded once and shared by every session (read-only).
 
-    ``mtime`` (of its weights) is part of the cache key, so a retrained checkpoint reloads.
+    ``mtime`` (of its weights) is part of the cache key, so a retrained checkpoint reloads;
+    use ``folder_bundle``, which also drops the version it replaces.
     """
     return on_pool(load_checkpoint, folder)
+
+
+_newest_mtime: dict[str, float] = {}  # folder -> mtime of the weights last asked for
+_newest_lock = threading.Lock()
+
+
+def folder_bundle(folder: Path) -> Bundle:
+    """The model in ``folder`` as its weights are now (cached; CheckpointError when it cannot
+    be loaded). A newer version replaces the older one in the cache: watching a run that
+    saves every few minutes keeps one version of it, not one per save."""
+    weights = folder / "model.safetensors"
+    mtime = weights.stat().st_mtime if weights.exists() else 0.0
+    with _newest_lock:
+        previous = _newest_mtime.get(str(folder))
+        _newest_mtime[str(folder)] = mtime
+    if previous is not None and previous != mtime:
+        cached_bundle.clear(str(folder), previous)
+    return cached_bundle(str(folder), mtime)
 
 
 @st.cache_data(show_spinner="Loading the dataset…")
@@ -109,11 +116,8 @@ def selected_checkpoint() -> str:
 def current_bundle() -> Bundle | None:
     """The selected model, or None after showing an ``st.error`` naming what is wrong."""
     name = selected_checkpoint()
-    folder = checkpoints_root() / name
-    weights = folder / "model.safetensors"
     try:
-        mtime = weights.stat().st_mtime if weights.exists() else 0.0
-        return cached_bundle(str(folder), mtime)
+        return folder_bundle(checkpoints_root() / name)
     except CheckpointError as exc:
         st.error(f"Checkpoint '{name}' cannot be used: {exc}")
         return None
