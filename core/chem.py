@@ -21,6 +21,7 @@ import selfies as sf
 from rdkit import Chem, DataStructs, RDConfig
 from rdkit.Chem import QED, Crippen, Descriptors, Lipinski, rdFingerprintGenerator, rdMolDescriptors
 from rdkit.Chem.Draw import rdMolDraw2D
+from rdkit.Chem.MolStandardize import rdMolStandardize
 from rdkit.rdBase import BlockLogs
 
 from core.errors import UserError
@@ -77,6 +78,29 @@ DESCRIPTOR_LABELS: dict[str, str] = {
     "rings": "Rings",
 }
 
+DESCRIPTOR_SHORT: dict[str, str] = {  # axis ticks, table headers, condition-token labels
+    "logp": "LogP",
+    "tpsa": "TPSA",
+    "mw": "MW",
+    "qed": "QED",
+    "sa": "SA",
+    "hbd": "HBD",
+    "hba": "HBA",
+    "rings": "Rings",
+}
+DESCRIPTOR_UNITS: dict[str, str] = {"tpsa": "Å²", "mw": "Da"}  # the others have none
+DESCRIPTOR_STEPS: dict[str, float] = {  # the resolution a value is shown and set at
+    "logp": 0.1,
+    "tpsa": 1.0,
+    "mw": 1.0,
+    "qed": 0.01,
+    "sa": 0.1,
+    "hbd": 1.0,
+    "hba": 1.0,
+    "rings": 1.0,
+}
+COUNT_DESCRIPTORS = ("hbd", "hba", "rings")  # whole numbers
+
 
 @contextmanager
 def rdkit_quiet() -> Iterator[None]:
@@ -132,6 +156,34 @@ def smiles_to_selfies(smiles: str) -> str | None:
         return sf.encoder(canonical)
     except sf.EncoderError:
         return None
+
+
+def standardize(
+    mol: Mol | None, largest_fragment: bool = True, neutralize: bool = True
+) -> Mol | None:
+    """The parent molecule a chemist registers: RDKit's ``rdMolStandardize`` cleanup (metals
+    disconnected, functional groups normalised, reionised), then with ``largest_fragment``
+    the largest organic fragment (salts and solvents go), and with ``neutralize`` charges
+    neutralised where a neutral form exists (a quaternary ammonium stays charged).
+    ``None`` when there is no molecule or the standardiser fails.
+
+    >>> Chem.MolToSmiles(standardize(Chem.MolFromSmiles("CC(=O)[O-].[Na+].O")))
+    'CC(=O)O'
+    >>> Chem.MolToSmiles(standardize(Chem.MolFromSmiles("CC(=O)[O-].[Na+]"), neutralize=False))
+    'CC(=O)[O-]'
+    """
+    if mol is None:
+        return None
+    try:
+        with rdkit_quiet():
+            mol = rdMolStandardize.Cleanup(mol)
+            if largest_fragment:
+                mol = rdMolStandardize.LargestFragmentChooser(preferOrganic=True).choose(mol)
+            if neutralize:
+                mol = rdMolStandardize.Uncharger().uncharge(mol)
+    except Exception:  # RDKit raises several types on exotic input; the molecule is rejected
+        return None
+    return mol if mol is not None and mol.GetNumAtoms() > 0 else None
 
 
 def selfies_to_mol(selfies: str) -> Mol | None:

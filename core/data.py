@@ -1,22 +1,30 @@
-"""The MOSES molecules as MolScope uses them: read, described with RDKit, stored as parquet.
+"""Molecule tables as MolScope uses them: read, described with RDKit, stored as parquet.
 
-The source is the MOSES benchmark (1.58M train / 176k test SMILES) that the ``molsets``
-wheel ships; it is read from the installed package folder without importing ``moses``
-(that would pull in torch). Every molecule becomes one row: canonical SMILES, SELFIES,
-SELFIES token count, the descriptors of ``core.chem.DESCRIPTORS`` and its split.
-A molecule that RDKit or selfies rejects, or whose SELFIES does not decode back to the
-same canonical SMILES, is counted and left out.
+The default source is the MOSES benchmark (1.58M train / 176k test SMILES) that the
+``molsets`` wheel ships; it is read from the installed package folder without importing
+``moses`` (that would pull in torch). A user's own file (CSV/TSV, SMILES list, SDF; see
+``core.molfile``) goes the same way with ``--input``: standardised (``core.chem.standardize``:
+largest fragment, neutralised; the choice is recorded in the table's metadata),
+canonicalised, de-duplicated and split into train/test with a seed.
+
+Every molecule becomes one row: canonical SMILES, SELFIES, SELFIES token count, the
+descriptors of ``core.chem.DESCRIPTORS`` and its split. A molecule that RDKit or selfies
+rejects, or whose SELFIES does not decode back to the same canonical SMILES, is left out and
+counted by reason; for a user's file the rejected rows go to ``NAME.rejected.csv`` beside it.
 
 Work runs in a process pool, chunk by chunk; each finished chunk is kept in
 ``<out>.partial/`` so an interrupted run picks up where it stopped.
 
     python -m core.data prepare [--limit N] [--out PATH] [--workers 2]
+    python -m core.data prepare --input FILE [--smiles-column NAME] [--test-fraction 0.1]
+                                [--seed 0] [--out data/NAME.parquet] [--prefix-features ...]
     python -m core.data subset [--train 40000] [--test 4000] [--seed 0] [--out PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -26,8 +34,9 @@ import os
 import shutil
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,9 +47,18 @@ import selfies as sf
 from rdkit import Chem
 from tqdm import tqdm
 
-from core.chem import DESCRIPTORS, describe, mol_from_smiles, rdkit_quiet, selfies_to_smiles
+from core.chem import (
+    DESCRIPTORS,
+    MAX_SMILES_CHARS,
+    describe,
+    mol_from_smiles,
+    rdkit_quiet,
+    selfies_to_smiles,
+    standardize,
+)
 from core.errors import UserError
 from core.feedback import prefix_table
+from core.molfile import MAX_INPUT_BYTES, MAX_INPUT_CHARS, MolFileError, read_molecules
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 DEFAULT_DATA = DATA_DIR / "moses_subset.parquet"
@@ -50,6 +68,8 @@ PROPERTY_COLUMNS = list(DESCRIPTORS)
 COLUMNS = ["smiles", "selfies", "n_tokens", *PROPERTY_COLUMNS, "split"]
 SPLITS = ("train", "test")
 CHUNK_SIZE = 2_000
+INPUT_ROW = "input_row"  # a user table's column: the row of the input file each molecule is from
+REJECTED_COLUMNS = ["row", "input", "reason", "detail"]
 
 SCHEMA = pa.schema(
     [
@@ -76,6 +96,9 @@ class PrepareReport:
     n_failed: int  # molecules left out (unparsable, not encodable, no round trip)
     n_resumed: int  # molecules taken from chunks an earlier, interrupted run finished
     seconds: float  # wall time of this run
+    rejected: dict[str, int] = field(default_factory=dict)  # reason -> rows (user files)
+    rejected_file: Path | None = None  # the rows left out and why (user files)
+    n_train: int | None = None  # rows in the train split (user files)
 
 
 def moses_dir() -> Path:
@@ -110,22 +133,52 @@ def read_moses(split: str) -> list[str]:
         raise DataError(f"cannot read MOSES {split} set {path}: {e}") from e
 
 
-def _row(smiles: str, names: Sequence[str] = PROPERTY_COLUMNS) -> list | None:
-    """One table row for a SMILES string (``split`` not included), or ``None``.
+# reasons a row is left out (counted, and listed in a user file's NAME.rejected.csv)
+EMPTY = "empty"
+TOO_LONG = f"longer than {MAX_SMILES_CHARS} characters"
+NOT_SMILES = "not a valid SMILES"
+NOT_STANDARDIZED = "standardisation failed"
+NO_SELFIES = "SELFIES cannot encode it"
+NO_ROUND_TRIP = "SELFIES does not decode back to it"
+NO_DESCRIPTORS = "descriptors failed"
+DUPLICATE = "duplicate"
+
+
+def _row(
+    smiles: str, names: Sequence[str] = PROPERTY_COLUMNS, standardization: dict | None = None
+) -> list | str:
+    """One table row for a SMILES string (``split`` not included), or why there is none.
 
     Descriptors not in ``names`` are NaN (a faster table for training on LogP/TPSA only).
+    ``standardization``: keyword arguments of ``core.chem.standardize`` (None: as written).
     """
-    mol = mol_from_smiles(smiles)
+    text = smiles.strip() if isinstance(smiles, str) else ""
+    if not text:
+        return EMPTY
+    if len(text) > MAX_SMILES_CHARS:
+        return TOO_LONG
+    mol = mol_from_smiles(text)
     if mol is None:
-        return None
+        return NOT_SMILES
     try:
+        if standardization is not None:
+            mol = standardize(mol, **standardization)
+            if mol is None:
+                return NOT_STANDARDIZED
+            # described as parsed back from the canonical SMILES, as generated molecules are
+            mol = mol_from_smiles(Chem.MolToSmiles(mol))
+            if mol is None:
+                return NOT_STANDARDIZED
         canonical = Chem.MolToSmiles(mol)
         selfies = sf.encoder(canonical)
-        if selfies_to_smiles(selfies) != canonical:
-            return None
-        properties = describe(mol, names)
     except Exception:  # one odd molecule in 1.7M must not stop the run; it is counted
-        return None
+        return NO_SELFIES
+    if selfies_to_smiles(selfies) != canonical:
+        return NO_ROUND_TRIP
+    try:
+        properties = describe(mol, names)
+    except Exception:
+        return NO_DESCRIPTORS
     values = [properties.get(name, math.nan) for name in PROPERTY_COLUMNS]
     return [canonical, selfies, sf.len_selfies(selfies), *values]
 
@@ -141,30 +194,54 @@ def schema(prefix_names: Sequence[str] = ()) -> pa.Schema:
     return pa.schema([*SCHEMA, *extra]) if extra else SCHEMA
 
 
-def _prepare_chunk(
-    task: tuple[Path, list[str], list[str], list[str], list[str]],
-) -> tuple[int, int]:
-    """Describe one chunk of molecules and write it to ``path``; returns (n_in, n_ok)."""
-    path, smiles, splits, names, prefix_names = task
-    rows = []
+def _chunk_schema(prefix_names: Sequence[str]) -> pa.Schema:
+    """A chunk's schema: the table's plus the input row of each molecule."""
+    return schema(prefix_names).append(pa.field(INPUT_ROW, pa.int64()))
+
+
+def _rejected_path(chunk: Path) -> Path:
+    """Where a chunk's rejected rows are kept (``rejected_00003.parquet``)."""
+    return chunk.with_name("rejected_" + chunk.name.removeprefix("chunk_"))
+
+
+def _prepare_chunk(task: tuple) -> tuple[int, int]:
+    """Describe one chunk of molecules and write it to ``path`` (the rows left out, with
+    their reasons, first beside it: the chunk file marks the chunk done); returns
+    (n_in, n_ok)."""
+    path, smiles, rows, splits, names, prefix_names, standardization = task
+    good, bad = [], []
     with rdkit_quiet():
-        for one_smiles, split in zip(smiles, splits, strict=True):
-            row = _row(one_smiles, names)
-            if row is not None:
-                rows.append([*row, split])
-                if prefix_names:
-                    values = prefix_table(row[1], prefix_names)  # (L + 1, P)
-                    rows[-1] += [values[:, j].tolist() for j in range(len(prefix_names))]
-    columns_names = COLUMNS + [prefix_column(n) for n in prefix_names]
-    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in columns_names]
-    table = pa.table(dict(zip(columns_names, columns, strict=True)), schema=schema(prefix_names))
-    _write_parquet(table, path, compression_level=3)
-    return len(smiles), table.num_rows
+        for one_smiles, row_number, split in zip(smiles, rows, splits, strict=True):
+            row = _row(one_smiles, names, standardization)
+            if isinstance(row, str):
+                text = one_smiles if isinstance(one_smiles, str) else ""
+                bad.append([row_number, text[:MAX_INPUT_CHARS], row, ""])
+                continue
+            extra = []
+            if prefix_names:
+                values = prefix_table(row[1], prefix_names)  # (L + 1, P)
+                extra = [values[:, j].tolist() for j in range(len(prefix_names))]
+            good.append([*row, split, *extra, row_number])
+    rejected = pa.table(dict(zip(REJECTED_COLUMNS, _columns(bad, 4), strict=True)))
+    _write_parquet(rejected, _rejected_path(path), compression_level=3)
+    chunk_schema = _chunk_schema(prefix_names)
+    columns = dict(zip(chunk_schema.names, _columns(good, len(chunk_schema)), strict=True))
+    _write_parquet(pa.table(columns, schema=chunk_schema), path, compression_level=3)
+    return len(smiles), len(good)
+
+
+def _columns(rows: list[list], width: int) -> list:
+    """Row lists as column lists (``width`` empty ones when there are no rows)."""
+    return [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f"{path.name}.tmp{os.getpid()}")
 
 
 def _write_parquet(table: pa.Table, path: Path, compression_level: int) -> None:
     """Write to a temporary name, then rename: a reader never sees half a file."""
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tmp = _tmp(path)
     pq.write_table(table, tmp, compression="zstd", compression_level=compression_level)
     os.replace(tmp, path)
 
@@ -201,12 +278,18 @@ def _open_partial(partial: Path, manifest: dict) -> None:
         raise DataError(f"cannot write to {partial.parent}: {e.strerror or e}") from e
 
 
-def _build(
-    out: Path | str, smiles: list[str], splits: list[str], workers: int, source: dict
-) -> PrepareReport:
-    """Describe ``smiles`` chunk by chunk in ``workers`` processes and write ``out``."""
-    start = time.perf_counter()
-    out = _checked_out(out)
+def _run_chunks(
+    out: Path,
+    smiles: list[str],
+    rows: list[int],
+    splits: list[str],
+    workers: int,
+    source: dict,
+) -> tuple[pa.Table, pd.DataFrame, int, Path]:
+    """Describe ``smiles`` chunk by chunk in ``workers`` processes, resuming from the chunks
+    in ``<out>.partial/`` of an interrupted run with the same ``source``. Returns the table
+    (with the ``INPUT_ROW`` column), the rows left out, the number of molecules resumed and
+    the chunk folder (the caller removes it once ``out`` is written)."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     partial = out.with_name(out.name + ".partial")
@@ -219,8 +302,17 @@ def _build(
     n_resumed = n_in - sum(len(smiles[s : s + CHUNK_SIZE]) for _, s in todo)
     names = source.get("descriptors") or PROPERTY_COLUMNS
     prefix_names = source.get("prefix_features") or []
+    standardization = source.get("standardization")
     tasks = [
-        (p, smiles[s : s + CHUNK_SIZE], splits[s : s + CHUNK_SIZE], names, prefix_names)
+        (
+            p,
+            smiles[s : s + CHUNK_SIZE],
+            rows[s : s + CHUNK_SIZE],
+            splits[s : s + CHUNK_SIZE],
+            names,
+            prefix_names,
+            standardization,
+        )
         for p, s in todo
     ]
 
@@ -228,28 +320,55 @@ def _build(
     context = multiprocessing.get_context("spawn")
     with (
         tqdm(total=n_in, initial=n_resumed, unit="mol", desc=out.name, smoothing=0.02) as bar,
-        context.Pool(workers) as pool,
+        context.Pool(min(workers, max(len(tasks), 1))) as pool,
     ):
         for n_chunk, _ in pool.imap_unordered(_prepare_chunk, tasks):
             bar.update(n_chunk)
 
+    chunk_schema = _chunk_schema(prefix_names)
     table = (
         pa.concat_tables([pq.read_table(path) for path in paths])
         if paths
-        else schema(prefix_names).empty_table()
+        else chunk_schema.empty_table()
     )
-    identity = {
+    rejected = [
+        pq.read_table(_rejected_path(p)).to_pandas() for p in paths if _rejected_path(p).is_file()
+    ]
+    rejected = pd.concat(rejected) if rejected else pd.DataFrame(columns=REJECTED_COLUMNS)
+    return table, rejected, n_resumed, partial
+
+
+def _identity(source: dict, n_in: int, n_ok: int) -> dict:
+    """What the table's metadata says about where its rows come from."""
+    return {
         **source,
         "n_in": n_in,
-        "n_failed": n_in - table.num_rows,
+        "n_failed": n_in - n_ok,
         "rdkit": importlib.metadata.version("rdkit"),
         "selfies": importlib.metadata.version("selfies"),
     }
+
+
+def _save(table: pa.Table, out: Path, identity: dict) -> None:
     table = table.replace_schema_metadata({"molscope": json.dumps(identity)})
     try:
         _write_parquet(table, out, compression_level=9)
     except OSError as e:
         raise DataError(f"cannot write {out}: {e.strerror or e}") from e
+
+
+def _build(
+    out: Path | str, smiles: list[str], splits: list[str], workers: int, source: dict
+) -> PrepareReport:
+    """Describe MOSES ``smiles`` chunk by chunk in ``workers`` processes and write ``out``."""
+    start = time.perf_counter()
+    out = _checked_out(out)
+    n_in = len(smiles)
+    table, _, n_resumed, partial = _run_chunks(
+        out, smiles, list(range(n_in)), splits, workers, source
+    )
+    table = table.drop_columns([INPUT_ROW])
+    _save(table, out, _identity(source, n_in, table.num_rows))
     shutil.rmtree(partial)
     return PrepareReport(
         out=out,
@@ -334,6 +453,242 @@ def make_subset(
     return _build(out, smiles, splits, workers, source)
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def default_out(input_path: Path | str, root: Path | str = DATA_DIR) -> Path:
+    """Where ``prepare --input FILE`` writes by default: ``data/<FILE's stem>.parquet``.
+
+    >>> default_out("/tmp/My actives.csv", "data").as_posix()
+    'data/My_actives.parquet'
+    """
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(input_path).stem)
+    return Path(root) / f"{stem.strip('._') or 'molecules'}.parquet"
+
+
+def rejected_file(out: Path | str) -> Path:
+    """The side file of a user table: the rows left out and why (``NAME.rejected.csv``).
+
+    >>> rejected_file("data/mine.parquet").as_posix()
+    'data/mine.rejected.csv'
+    """
+    out = Path(out)
+    return out.with_name(out.stem + ".rejected.csv")
+
+
+def _split(n: int, test_fraction: float, seed: int) -> np.ndarray:
+    """``"train"``/``"test"`` for ``n`` rows: a seeded random ``test_fraction`` of them test
+    (at least one when the fraction is positive and there are two rows or more)."""
+    n_test = round(n * test_fraction)
+    if test_fraction > 0 and n >= 2:
+        n_test = min(max(n_test, 1), n - 1)
+    splits = np.full(n, "train", dtype=object)
+    splits[np.random.default_rng(seed).choice(n, size=n_test, replace=False)] = "test"
+    return splits
+
+
+def _reason_counts(rejected: pd.DataFrame) -> dict[str, int]:
+    """Rows per reason, most frequent first."""
+    return dict(Counter(rejected["reason"]).most_common())
+
+
+def _deduplicate(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of ``frame`` (in file order) whose SMILES is new, and the others as rejected
+    rows naming the row they repeat."""
+    first = frame.drop_duplicates("smiles")
+    again = frame[~frame.index.isin(first.index)]
+    firsts = dict(zip(first["smiles"], first[INPUT_ROW], strict=True))
+    rejected = pd.DataFrame(
+        {
+            "row": again[INPUT_ROW],
+            "input": again["smiles"].str.slice(0, MAX_INPUT_CHARS),
+            "reason": DUPLICATE,
+            "detail": [f"same molecule as row {firsts[s]}" for s in again["smiles"]],
+        },
+        columns=REJECTED_COLUMNS,
+    )
+    return first, rejected
+
+
+def _nothing_usable(input_path: Path, n_in: int, counts: dict[str, int]) -> DataError:
+    why = ", ".join(f"{reason}: {n:,}" for reason, n in counts.items())
+    return DataError(
+        f"none of the {n_in:,} rows of {input_path.name} is a usable molecule ({why}); "
+        "nothing written"
+    )
+
+
+def prepare_input(
+    input_path: Path | str,
+    out: Path | str | None = None,
+    smiles_column: str | None = None,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    workers: int = 2,
+    prefix_features: Sequence[str] = (),
+    largest_fragment: bool = True,
+    neutralize: bool = True,
+    overwrite: bool = False,
+) -> PrepareReport:
+    """Prepare a user's molecule file (``core.molfile``: CSV/TSV, SMILES list, SDF) into
+    ``out`` (default ``data/<stem>.parquet``), the rows left out into ``NAME.rejected.csv``.
+
+    Each molecule is standardised (``core.chem.standardize``: ``largest_fragment``,
+    ``neutralize``), canonicalised, encoded as SELFIES and described; duplicates after
+    standardisation keep their first row; a seeded ``test_fraction`` goes to the test split.
+    A bad row is counted by reason, never fatal; a file with no usable row is a DataError
+    and nothing is written. ``prefix_features`` as in ``prepare``.
+
+    >>> import tempfile, os
+    >>> folder = tempfile.mkdtemp()
+    >>> path = os.path.join(folder, "mine.smi")
+    >>> _ = open(path, "w").write("CCO\\nCC(=O)[O-].[Na+]\\nOCC\\nC1CC\\n")
+    >>> report = prepare_input(path, os.path.join(folder, "mine.parquet"), workers=1)
+    >>> report.n_ok, report.rejected
+    (2, {'duplicate': 1, 'not a valid SMILES': 1})
+    """
+    start = time.perf_counter()
+    if not 0 <= test_fraction < 1:
+        raise DataError(f"--test-fraction must be in [0, 1), got {test_fraction}")
+    unknown = set(prefix_features) - set(PROPERTY_COLUMNS)
+    if unknown:
+        raise DataError(f"unknown descriptors {sorted(unknown)}; known: {PROPERTY_COLUMNS}")
+    input_path = Path(input_path)
+    out = _checked_out(out if out is not None else default_out(input_path))
+    if out.exists() and not overwrite:
+        raise DataError(f"{out} already exists: choose another --out or pass --overwrite")
+    try:
+        found = read_molecules(input_path, smiles_column)
+    except MolFileError as e:
+        raise DataError(str(e)) from e
+    standardization = {"largest_fragment": largest_fragment, "neutralize": neutralize}
+    source = {
+        "kind": "user",
+        "name": out.stem,
+        "input": input_path.name,
+        "input_sha256": _sha256(input_path),
+        "format": found.format,
+        "smiles_column": found.column,
+        "standardization": standardization,
+        "test_fraction": test_fraction,
+        "seed": seed,
+        **({"prefix_features": list(prefix_features)} if prefix_features else {}),
+    }
+    n_in = found.n_rows
+    unreadable = pd.DataFrame(found.unreadable, columns=REJECTED_COLUMNS)
+    if not found.smiles:
+        raise _nothing_usable(input_path, n_in, _reason_counts(unreadable))
+    table, rejected, n_resumed, partial = _run_chunks(
+        out, found.smiles, found.rows, [""] * len(found.smiles), workers, source
+    )
+    first, duplicates = _deduplicate(table.to_pandas())
+    parts = [frame for frame in (unreadable, rejected, duplicates) if len(frame)]
+    rejected = pd.concat(parts) if parts else pd.DataFrame(columns=REJECTED_COLUMNS)
+    rejected = rejected.astype({"row": "int64"}).sort_values("row", kind="stable")
+    counts = _reason_counts(rejected)
+    if len(first) == 0:
+        shutil.rmtree(partial)
+        raise _nothing_usable(input_path, n_in, counts)
+    splits = _split(len(first), test_fraction, seed)
+    kept = pa.Table.from_pandas(first.assign(split=splits), preserve_index=False)
+    kept = kept.select([*schema(prefix_features).names, INPUT_ROW]).cast(
+        _chunk_schema(prefix_features)
+    )
+    n_train = int((splits == "train").sum())
+    identity = {
+        **_identity(source, n_in, kept.num_rows),
+        "rejected": counts,
+        "n_train": n_train,
+        "n_test": kept.num_rows - n_train,
+    }
+    side = rejected_file(out)
+    tmp_side = _tmp(side)
+    try:
+        if len(rejected):
+            rejected.to_csv(tmp_side, index=False)
+        _save(kept, out, identity)
+        if len(rejected):
+            os.replace(tmp_side, side)
+        else:
+            side.unlink(missing_ok=True)  # a stale one of an overwritten table
+    finally:
+        tmp_side.unlink(missing_ok=True)
+    shutil.rmtree(partial)
+    return PrepareReport(
+        out=out,
+        n_in=n_in,
+        n_ok=kept.num_rows,
+        n_failed=n_in - kept.num_rows,
+        n_resumed=n_resumed,
+        seconds=time.perf_counter() - start,
+        rejected=counts,
+        rejected_file=side if len(rejected) else None,
+        n_train=n_train,
+    )
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A prepared table as the dashboard lists it (read from its metadata, not its rows)."""
+
+    path: Path
+    name: str  # "MOSES subset", "MOSES (moses)", or the name a user gave it
+    kind: str  # "subset" or "prepare" (MOSES), "user" (a user's own file), "" (unknown)
+    n_rows: int  # molecules in it
+    source: dict  # its metadata (how it was made)
+
+
+def dataset_info(path: Path | str) -> DatasetInfo:
+    """Name, kind and size of a prepared table, from its parquet metadata.
+
+    >>> dataset_info(DEFAULT_DATA).name
+    'MOSES subset'
+    """
+    path = Path(path)
+    try:
+        meta = pq.read_metadata(path)
+        raw = (meta.metadata or {}).get(b"molscope", b"{}")
+        source = json.loads(raw)
+    except (OSError, ValueError, pa.ArrowException) as e:
+        raise DataError(f"cannot read data set {path}: {e}") from e
+    kind = source.get("kind", "") if isinstance(source, dict) else ""
+    if kind == "subset":
+        name = "MOSES subset"
+    elif kind == "prepare":
+        name = f"MOSES ({path.stem})"
+    else:
+        name = source.get("name") or path.stem
+    return DatasetInfo(path, name, kind, meta.num_rows, source if isinstance(source, dict) else {})
+
+
+def list_datasets(root: Path | str = DATA_DIR) -> list[DatasetInfo]:
+    """The prepared tables: the MOSES subset first, then MOSES tables under ``root/full/``,
+    then every other table directly under ``root`` (users' datasets), by name. A file that
+    cannot be read is left out.
+
+    >>> list_datasets()[0].name
+    'MOSES subset'
+    """
+    root = Path(root)
+    candidates = [DEFAULT_DATA, *sorted((root / "full").glob("*.parquet"))]
+    candidates += sorted(p for p in root.glob("*.parquet") if p.resolve() != DEFAULT_DATA)
+    found, seen = [], set()
+    for path in candidates:
+        if not path.is_file() or path.resolve() in seen:
+            continue
+        seen.add(path.resolve())
+        try:
+            found.append(dataset_info(path))
+        except DataError:
+            continue
+    return found
+
+
 def load_dataset(path: Path | str | None = None) -> pd.DataFrame:
     """Read a prepared table (the committed subset by default) as a DataFrame.
 
@@ -366,19 +721,55 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    """argparse type: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}")
+    return value
+
+
+def _names(text: str | None) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()] if text else []
+
+
+def _prepare_command(args: argparse.Namespace) -> PrepareReport:
+    prefix = _names(args.prefix_features)
+    if args.input is None:
+        for flag in ("smiles_column", "test_fraction", "seed", "keep_fragments", "keep_charges"):
+            if getattr(args, flag) not in (None, False):
+                raise DataError(f"--{flag.replace('_', '-')} needs --input FILE")
+        return prepare(
+            args.out or FULL_DATA,
+            limit=args.limit,
+            workers=args.workers,
+            descriptors=_names(args.descriptors) or None,
+            prefix_features=prefix,
+        )
+    if args.limit is not None or args.descriptors:
+        raise DataError("--limit and --descriptors are for MOSES, not with --input")
+    return prepare_input(
+        args.input,
+        args.out,
+        smiles_column=args.smiles_column,
+        test_fraction=0.1 if args.test_fraction is None else args.test_fraction,
+        seed=args.seed or 0,
+        workers=args.workers,
+        prefix_features=prefix,
+        largest_fragment=not args.keep_fragments,
+        neutralize=not args.keep_charges,
+        overwrite=args.overwrite,
+    )
+
+
 def main(args: argparse.Namespace) -> int:
     """Run the ``prepare`` or ``subset`` command; returns the exit code."""
     try:
         if args.command == "prepare":
-            names = args.descriptors.split(",") if args.descriptors else None
-            prefix = args.prefix_features.split(",") if args.prefix_features else ()
-            report = prepare(
-                args.out,
-                limit=args.limit,
-                workers=args.workers,
-                descriptors=names,
-                prefix_features=prefix,
-            )
+            report = _prepare_command(args)
         else:
             report = make_subset(args.out, args.train, args.test, args.seed, args.workers)
     except DataError as e:
@@ -388,9 +779,20 @@ def main(args: argparse.Namespace) -> int:
         print("error: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     size_mb = report.out.stat().st_size / 1e6
+    if report.n_train is None:
+        print(
+            f"wrote {report.out} ({size_mb:.1f} MB): {report.n_ok:,} of {report.n_in:,} "
+            f"molecules, {report.n_failed:,} failed, {report.n_resumed:,} resumed, "
+            f"{report.seconds:.0f} s"
+        )
+        return 0
+    why = ", ".join(f"{reason} {n:,}" for reason, n in report.rejected.items())
+    left_out = f"{report.n_failed:,} left out ({why}) -> {report.rejected_file}" if why else ""
     print(
-        f"wrote {report.out} ({size_mb:.1f} MB): {report.n_ok:,} of {report.n_in:,} molecules, "
-        f"{report.n_failed:,} failed, {report.n_resumed:,} resumed, {report.seconds:.0f} s"
+        f"wrote {report.out} ({size_mb:.1f} MB): {report.n_ok:,} of {report.n_in:,} rows "
+        f"({report.n_train:,} train, {report.n_ok - report.n_train:,} test)"
+        + (f"; {left_out}" if left_out else "")
+        + f"; {report.seconds:.0f} s"
     )
     return 0
 
@@ -402,12 +804,47 @@ if __name__ == "__main__":
     parser = OneLineParser(prog="python -m core.data", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     prep = commands.add_parser(
-        "prepare", help="describe all of MOSES (or its first N)", formatter_class=defaults
+        "prepare",
+        help="describe all of MOSES (or its first N), or your own file with --input",
+        formatter_class=defaults,
+    )
+    prep.add_argument(
+        "--input",
+        type=Path,
+        help="your molecules: .csv/.tsv (a SMILES column), .smi/.txt or .sdf, at most "
+        f"{MAX_INPUT_BYTES >> 20} MB (default: MOSES)",
+    )
+    prep.add_argument(
+        "--smiles-column", help="the SMILES column of a CSV/TSV (default: found by its name)"
+    )
+    prep.add_argument(
+        "--test-fraction",
+        type=_fraction,
+        help="share of your molecules held out as the test split (default 0.1)",
+    )
+    prep.add_argument(
+        "--seed", type=int, help="random seed of the train/test split of --input (default 0)"
+    )
+    prep.add_argument(
+        "--keep-fragments",
+        action="store_true",
+        help="keep every fragment (default: the largest organic one; salts, solvents go)",
+    )
+    prep.add_argument(
+        "--keep-charges", action="store_true", help="do not neutralise charged molecules"
+    )
+    prep.add_argument(
+        "--overwrite", action="store_true", help="replace an existing table of that name"
     )
     prep.add_argument(
         "--limit", type=_positive_int, help="first N train molecules (test cut in proportion)"
     )
-    prep.add_argument("--out", type=Path, default=FULL_DATA, help="parquet file to write")
+    prep.add_argument(
+        "--out",
+        type=Path,
+        help=f"parquet file to write (default: {FULL_DATA.relative_to(DATA_DIR.parent)}, "
+        "or data/<stem of --input>.parquet)",
+    )
     prep.add_argument(
         "--descriptors", help="comma-separated subset, e.g. logp,tpsa (others left empty)"
     )

@@ -1,10 +1,19 @@
 """Evaluation: ``python -m core.evaluate --checkpoint DIR [--n N] [--out FILE.json]``
 
 Validity, uniqueness, novelty and diversity; conditioning on the reference grid (MAD, SD,
-hit rates, and the same against shuffled targets); unconditional property statistics;
-reconstruction (teacher-forced vs free-running); latent use (KL per dim, active units); the
-MOSES suite (``core.moses``) of unconditional samples and of samples conditioned on the
-(LogP, TPSA) pairs of MOSES test molecules, against the MOSES test set.
+hit rates, and the same against shuffled targets); conditioning on every property at once at
+the values of held-out molecules of the checkpoint's own data; unconditional property
+statistics; reconstruction (teacher-forced vs free-running); latent use (KL per dim, active
+units); the MOSES suite (``core.moses``) of unconditional samples and of samples conditioned
+on the (LogP, TPSA) pairs of MOSES test molecules, against the MOSES test set.
+
+The grid and the hit windows follow the checkpoint's properties. LogP and TPSA use the
+literature's: targets LogP ∈ {1, 2, 3} and TPSA ∈ {40, 60, 80, 100} Å², hits within
+±0.5 / ±10 Å² (strict ±0.4 / ±8). Any other property is placed by its training data
+(``PropertyScale``): targets at mean − σ, mean and mean + σ, kept inside the data's
+0.5–99.5 percentile range and rounded to the property's resolution; hits within ±0.5σ
+(strict ±0.4σ) — about what ±0.5 LogP and ±10 Å² are in σ of MOSES — rounded to two
+significant digits, at least ±0.5 for counts (an exact hit).
 """
 
 from __future__ import annotations
@@ -22,28 +31,101 @@ import numpy as np
 import pandas as pd
 
 from core.batches import encode_set, take
-from core.checkpoint import Bundle, load_checkpoint
+from core.checkpoint import Bundle, PropertyScale, load_checkpoint
+from core.chem import COUNT_DESCRIPTORS, DESCRIPTOR_STEPS
 from core.generate import GenerationError, generate, generate_step, make_sampler, score
+from core.targets import csv_properties
 
 LOGP_GRID = (1.0, 2.0, 3.0)
 TPSA_GRID = (40.0, 60.0, 80.0, 100.0)
+GRIDS = {"logp": LOGP_GRID, "tpsa": TPSA_GRID}
 HIT = {"logp": 0.5, "tpsa": 10.0}
 STRICT_HIT = {"logp": 0.4, "tpsa": 8.0}
+HIT_SIGMAS, STRICT_SIGMAS = 0.5, 0.4  # hit windows of the other properties, in σ of the data
 MAX_SAMPLES = 20_000
 MOSES_REFERENCE = 5_000  # MOSES test molecules the suite compares against (None: all 176,074)
+HELDOUT = "heldout"  # the result's section: every property at held-out molecules' values
 
 
-def reference_grid() -> list[dict[str, float | None]]:
-    """LogP alone, TPSA alone, then every (LogP, TPSA) pair."""
-    grid: list[dict[str, float | None]] = [{"logp": v} for v in LOGP_GRID]
-    grid += [{"tpsa": v} for v in TPSA_GRID]
-    grid += [{"logp": a, "tpsa": b} for a in LOGP_GRID for b in TPSA_GRID]
+def _two_digits(x: float) -> float:
+    """``x`` rounded to two significant digits."""
+    return float(f"{x:.2g}")
+
+
+def hit_windows(scales: dict[str, PropertyScale], strict: bool = False) -> dict[str, float]:
+    """The ± window of a hit for each property of ``scales`` (see the module docstring).
+
+    >>> hit_windows({"logp": PropertyScale(2.4, 0.9, -0.5, 4.3),
+    ...              "qed": PropertyScale(0.8, 0.12, 0.4, 0.95),
+    ...              "rings": PropertyScale(2.7, 0.6, 1, 4)})
+    {'logp': 0.5, 'qed': 0.06, 'rings': 0.5}
+    """
+    fixed, sigmas = (STRICT_HIT, STRICT_SIGMAS) if strict else (HIT, HIT_SIGMAS)
+    windows = {}
+    for name, scale in scales.items():
+        if name in fixed:
+            windows[name] = fixed[name]
+            continue
+        window = _two_digits(sigmas * scale.std)
+        windows[name] = max(window, 0.5) if name in COUNT_DESCRIPTORS else window
+    return windows
+
+
+def grid_values(name: str, scale: PropertyScale) -> tuple[float, ...]:
+    """Reference targets of one property (see the module docstring).
+
+    >>> grid_values("tpsa", PropertyScale(65, 18, 23, 117))
+    (40.0, 60.0, 80.0, 100.0)
+    >>> grid_values("qed", PropertyScale(0.81, 0.12, 0.41, 0.94))
+    (0.69, 0.81, 0.93)
+    """
+    if name in GRIDS:
+        return GRIDS[name]
+    step = DESCRIPTOR_STEPS.get(name, 0.01)
+    values = []
+    for raw in (scale.mean - scale.std, scale.mean, scale.mean + scale.std):
+        value = round(round(min(max(raw, scale.lo), scale.hi) / step) * step, 6)
+        if value not in values:
+            values.append(value)
+    return tuple(values)
+
+
+def reference_grid(
+    properties: tuple[str, ...] | list[str] = ("logp", "tpsa"),
+    scales: dict[str, PropertyScale] | None = None,
+) -> list[dict[str, float | None]]:
+    """Each property alone on its targets, then every pair of targets of the first two
+    properties (for LogP and TPSA: 3 + 4 + 12 targets). ``scales`` places properties other
+    than LogP and TPSA.
+
+    >>> len(reference_grid()), reference_grid()[-1]
+    (19, {'logp': 3.0, 'tpsa': 100.0})
+    """
+    values = {}
+    for name in properties:
+        if name not in GRIDS and (scales is None or name not in scales):
+            raise GenerationError(f"no data scale to place targets of {name}")
+        values[name] = grid_values(name, scales[name] if name not in GRIDS else None)
+    grid: list[dict[str, float | None]] = [{p: v} for p in properties for v in values[p]]
+    if len(properties) >= 2:
+        a, b = properties[:2]
+        grid += [{a: x, b: y} for x in values[a] for y in values[b]]
     return grid
 
 
-def target_metrics(table: pd.DataFrame, targets: dict[str, float | None]) -> dict:
-    """MAD, SD and hit rates of the valid molecules in ``table`` against ``targets``."""
-    valid = table[table.smiles != ""]
+def target_metrics(
+    table: pd.DataFrame,
+    targets: dict[str, float | np.ndarray | None],
+    windows: dict[str, float] | None = None,
+    strict_windows: dict[str, float] | None = None,
+) -> dict:
+    """MAD, SD and hit rates of the valid molecules in ``table`` against ``targets`` (a
+    number per property, or one per row of ``table``); hits within ``windows`` (default
+    ``HIT``) and, for the strict joint rate, ``strict_windows`` (default ``STRICT_HIT``)."""
+    windows = HIT if windows is None else windows
+    strict_windows = STRICT_HIT if strict_windows is None else strict_windows
+    keep = (table.smiles != "").to_numpy()
+    valid = table[keep]
     out: dict = {
         "targets": targets,
         "n": len(table),
@@ -52,52 +134,68 @@ def target_metrics(table: pd.DataFrame, targets: dict[str, float | None]) -> dic
     }
     hits, strict = np.ones(len(valid), bool), np.ones(len(valid), bool)
     for name, target in targets.items():
+        if isinstance(target, np.ndarray) and target.ndim:
+            target = target[keep]
         dev = np.abs(valid[name].to_numpy() - target)
         out[f"mad_{name}"] = float(dev.mean()) if len(dev) else math.nan
         out[f"sd_{name}"] = float(dev.std()) if len(dev) else math.nan
-        out[f"hit_{name}"] = float((dev <= HIT[name]).mean()) if len(dev) else 0.0
-        hits &= dev <= HIT[name]
-        strict &= dev <= STRICT_HIT[name]
+        out[f"hit_{name}"] = float((dev <= windows[name]).mean()) if len(dev) else 0.0
+        hits &= dev <= windows[name]
+        strict &= dev <= strict_windows[name]
     if len(targets) > 1:
         out["hit_joint"] = float(hits.mean()) if len(valid) else 0.0
         out["hit_joint_strict"] = float(strict.mean()) if len(valid) else 0.0
     return out
 
 
-def summarise(rows: list[dict]) -> dict:
-    """The headline numbers: LogP MAD (LogP-only), TPSA MAD (TPSA-only), joint hit rates."""
+def summarise(rows: list[dict], properties: tuple[str, ...] | list[str] = ("logp", "tpsa")) -> dict:
+    """The headline numbers: each property's MAD and SD on its own targets (``logp_mad``...),
+    and the joint hit rates of the first two properties' pairs (``joint_hit``...)."""
 
     def mean(key: str, kind: set[str]) -> float:
         vals = [r[key] for r in rows if set(r["targets"]) == kind and key in r]
         return float(np.mean(vals)) if vals else math.nan
 
-    return {
-        "logp_mad": mean("mad_logp", {"logp"}),
-        "logp_sd": mean("sd_logp", {"logp"}),
-        "tpsa_mad": mean("mad_tpsa", {"tpsa"}),
-        "tpsa_sd": mean("sd_tpsa", {"tpsa"}),
-        "joint_hit": mean("hit_joint", {"logp", "tpsa"}),
-        "joint_hit_strict": mean("hit_joint_strict", {"logp", "tpsa"}),
-    }
+    out = {}
+    for p in properties:
+        out[f"{p}_mad"] = mean(f"mad_{p}", {p})
+        out[f"{p}_sd"] = mean(f"sd_{p}", {p})
+    pair = set(properties[:2])
+    out["joint_hit"] = mean("hit_joint", pair) if len(pair) == 2 else math.nan
+    out["joint_hit_strict"] = mean("hit_joint_strict", pair) if len(pair) == 2 else math.nan
+    return out
 
 
-def shuffled(rows: list[dict], tables: list[pd.DataFrame]) -> dict:
+def shuffled(
+    rows: list[dict],
+    tables: list[pd.DataFrame],
+    properties: tuple[str, ...] | list[str] = ("logp", "tpsa"),
+    windows: dict[str, float] | None = None,
+    strict_windows: dict[str, float] | None = None,
+) -> dict:
     """Deviations of each target's molecules from another target of the same kind: if the
     condition is used, these are far worse than the real MADs."""
     out = []
-    for kind in ({"logp"}, {"tpsa"}, {"logp", "tpsa"}):
+    kinds = []
+    for r in rows:
+        if set(r["targets"]) not in kinds:
+            kinds.append(set(r["targets"]))
+    for kind in kinds:
         idx = [i for i, r in enumerate(rows) if set(r["targets"]) == kind]
         for j, i in enumerate(idx):
             other = rows[idx[(j + len(idx) // 2) % len(idx)]]["targets"]
-            out.append(target_metrics(tables[i], other))
-    return summarise(out)
+            out.append(target_metrics(tables[i], other, windows, strict_windows))
+    return summarise(out, properties)
 
 
 def training_smiles(bundle: Bundle) -> set[str]:
-    """Canonical SMILES of the full MOSES training set when prepared, else the model's data."""
+    """Canonical SMILES of the training molecules: of the model's own data when it is a
+    user's, else of the full MOSES training set when prepared, else of the model's data."""
     from core.data import DEFAULT_DATA, FULL_DATA, load_dataset
 
-    for path in (FULL_DATA, Path(bundle.meta.get("data", {}).get("path", "")), DEFAULT_DATA):
+    own = Path(bundle.meta.get("data", {}).get("path", ""))
+    first = (own,) if bundle.meta.get("data", {}).get("kind") == "user" else ()
+    for path in (*first, FULL_DATA, own, DEFAULT_DATA):
         if path.is_file():
             table = load_dataset(path)
             return set(table.loc[table.split == "train", "smiles"])
@@ -139,8 +237,9 @@ def reconstruction(bundle: Bundle, selfies: list[str], props: np.ndarray) -> dic
 
 
 def latent_sensitivity(bundle: Bundle, n: int = 200, seed: int = 0) -> float:
-    """Fraction of greedy molecules that change when only z is redrawn (0: z is ignored)."""
-    targets = {"logp": 2.5, "tpsa": 60.0}
+    """Fraction of greedy molecules that change when only z is redrawn (0: z is ignored),
+    every property at its training mean."""
+    targets = {p: bundle.scales[p].mean for p in bundle.properties}
     greedy = make_sampler(0.0)
     runs = []
     for s in (seed, seed + 1):
@@ -197,6 +296,60 @@ def moses_section(
     return section
 
 
+def checkpoint_table(bundle: Bundle) -> pd.DataFrame:
+    """The table the checkpoint was trained on (``meta.data.path``), else the MOSES subset."""
+    from core.data import DEFAULT_DATA, load_dataset
+
+    data_path = Path(bundle.meta.get("data", {}).get("path", ""))
+    return load_dataset(data_path if data_path.is_file() else DEFAULT_DATA)
+
+
+def heldout_conditioning(
+    bundle: Bundle,
+    table: pd.DataFrame,
+    n: int,
+    seed: int = 0,
+    temperature: float = 1.0,
+    cfg_scale: float = 1.0,
+    train: set[str] | None = None,
+) -> dict:
+    """Every property of the checkpoint targeted at once, at the values of ``n`` molecules
+    drawn (``seed``) from the test split of ``table`` — combinations real molecules have:
+    validity, uniqueness, novelty (against ``train``, default the table's train split), and
+    per property the MAD, the MAD in σ of the training data and the hit rate, plus the joint
+    hit rates.
+
+    >>> heldout_conditioning(bundle, checkpoint_table(bundle), 100)["mad_logp"]  # doctest: +SKIP
+    0.41
+    """
+    names = bundle.properties
+    test = table[table.split == "test"]
+    if test.empty:
+        test = table
+    drawn = test.iloc[np.random.default_rng(seed).choice(len(test), size=n, replace=n > len(test))]
+    targets = {p: drawn[p].to_numpy(dtype=np.float64) for p in names}
+    selfies = generate(
+        bundle, targets, n, seed=seed + 55_555, temperature=temperature, cfg_scale=cfg_scale
+    )
+    scored = score(selfies, csv_properties(names))
+    out = target_metrics(
+        scored, targets, hit_windows(bundle.scales), hit_windows(bundle.scales, True)
+    )
+    out["targets"] = {
+        "drawn_from": "test split",
+        "n_molecules": int(len(drawn)),
+        "properties": names,
+    }
+    if len(names) == 1:
+        out["hit_joint"] = out[f"hit_{names[0]}"]
+    train = set(table.loc[table.split == "train", "smiles"]) if train is None else train
+    valid = set(scored.smiles[scored.smiles != ""])
+    out["novelty"] = len(valid - train) / max(len(valid), 1)
+    for p in names:
+        out[f"mad_sigma_{p}"] = out[f"mad_{p}"] / bundle.scales[p].std
+    return out
+
+
 def evaluate(
     bundle: Bundle,
     n: int = 1000,
@@ -212,52 +365,58 @@ def evaluate(
     ``MOSES_REFERENCE``, 5,000, drawn with a fixed seed; None: the whole test set).
     """
     from core.chem import tanimoto_diversity
-    from core.data import DEFAULT_DATA, load_dataset
 
     started = time.time()
     report = progress or (lambda f, m: None)
-    grid = reference_grid()
-    known = [t for t in grid if set(t) <= set(bundle.properties)]
+    names = bundle.properties
+    columns = csv_properties(names)
+    windows, strict = hit_windows(bundle.scales), hit_windows(bundle.scales, strict=True)
+    known = reference_grid(names, bundle.scales)
+    steps = len(known) + 5
     rows, tables = [], []
     for i, targets in enumerate(known):
-        report(i / (len(known) + 4), f"generating at {targets}")
+        report(i / steps, f"generating at {targets}")
         table = score(
             generate(bundle, targets, n, seed=seed + 1000 * i, temperature=temperature,
-                     cfg_scale=cfg_scale)
+                     cfg_scale=cfg_scale),
+            columns,
         )  # fmt: skip
-        rows.append(target_metrics(table, targets))
+        rows.append(target_metrics(table, targets, windows, strict))
         tables.append(table)
-    report(len(known) / (len(known) + 4), "unconditional samples")
-    free = score(generate(bundle, {}, n, seed=seed + 99_999, temperature=temperature))
+    report(len(known) / steps, "unconditional samples")
+    free = score(generate(bundle, {}, n, seed=seed + 99_999, temperature=temperature), columns)
     all_valid = pd.concat([*tables, free])
     all_valid = all_valid[all_valid.smiles != ""]
-    report((len(known) + 1) / (len(known) + 4), "novelty and diversity")
+    report((len(known) + 1) / steps, "novelty and diversity")
     train = training_smiles(bundle)
     unique = set(all_valid.smiles)
     rng = np.random.default_rng(seed)
     sample = rng.choice(sorted(unique), size=min(2000, len(unique)), replace=False)
-    report((len(known) + 2) / (len(known) + 4), "MOSES suite")
+    table = checkpoint_table(bundle)
+    report((len(known) + 2) / steps, "every property at held-out molecules' values")
+    heldout = heldout_conditioning(bundle, table, n, seed, temperature, cfg_scale, train)
+    report((len(known) + 3) / steps, "MOSES suite")
     moses = moses_section(
         bundle, free.smiles.tolist(), n, seed, temperature, cfg_scale, moses_reference
     )
-    data_path = Path(bundle.meta.get("data", {}).get("path", ""))
-    table = load_dataset(data_path if data_path.is_file() else DEFAULT_DATA)
     n_recon = min(500, n)  # greedy reconstructions are costly; at most 500
     test = table[table.split == "test"].head(n_recon)
     if test.empty:
         test = table.head(n_recon)
-    report((len(known) + 3) / (len(known) + 4), "reconstruction and latent use")
-    props = np.stack(
-        [bundle.scales[p].normalise(test[p].to_numpy()) for p in bundle.properties], axis=1
-    )
+    report((len(known) + 4) / steps, "reconstruction and latent use")
+    props = np.stack([bundle.scales[p].normalise(test[p].to_numpy()) for p in names], axis=1)
     unconditional = {"n": len(free), "validity": float((free.smiles != "").mean())}
-    for p in bundle.properties:
+    for p in names:
         unconditional[f"{p}_mean"] = float(free[p].mean())
         unconditional[f"{p}_std"] = float(free[p].std())
         unconditional[f"data_{p}_mean"] = float(table.loc[table.split == "train", p].mean())
         unconditional[f"data_{p}_std"] = float(table.loc[table.split == "train", p].std())
     result = {
         "checkpoint": str(bundle.path),
+        "properties": names,
+        "grid": {p: list(grid_values(p, bundle.scales[p])) for p in names},
+        "hit_windows": windows,
+        "strict_hit_windows": strict,
         "n_per_target": n,
         "temperature": temperature,
         "cfg_scale": cfg_scale,
@@ -267,9 +426,10 @@ def evaluate(
             "novelty": len(unique - train) / max(len(unique), 1),
             "internal_diversity": tanimoto_diversity(list(sample)),
         },
-        "summary": summarise(rows),
-        "shuffled": shuffled(rows, tables),
+        "summary": summarise(rows, names),
+        "shuffled": shuffled(rows, tables, names, windows, strict),
         "targets": rows,
+        HELDOUT: heldout,
         "unconditional": unconditional,
         "reconstruction": reconstruction(bundle, test.selfies.tolist(), props),
         "latent_sensitivity": latent_sensitivity(bundle, n=min(n, 200), seed=seed),
@@ -303,13 +463,16 @@ def main(args: argparse.Namespace) -> int:
     tmp = out.with_name(out.name + ".partial")
     tmp.write_text(json.dumps(result, indent=2))
     tmp.replace(out)
-    s, o = result["summary"], result["overall"]
+    s, o, h = result["summary"], result["overall"], result[HELDOUT]
     m = result["moses"]["unconditioned"]
+    mads = "  ".join(f"{p} MAD {s[f'{p}_mad']:.3g}" for p in bundle.properties)
+    heldout = "  ".join(f"{p} {h[f'mad_{p}']:.3g}" for p in bundle.properties)
     print(
         f"validity {o['validity']:.3f}  uniqueness {o['uniqueness']:.3f}  novelty "
         f"{o['novelty']:.3f}  diversity {o['internal_diversity']:.3f}\n"
-        f"LogP MAD {s['logp_mad']:.3f}  TPSA MAD {s['tpsa_mad']:.2f}  joint hit "
-        f"{s['joint_hit']:.3f} (strict {s['joint_hit_strict']:.3f})\n"
+        f"{mads}  joint hit {s['joint_hit']:.3f} (strict {s['joint_hit_strict']:.3f})\n"
+        f"all properties at held-out molecules' values: MAD {heldout}  joint hit "
+        f"{h.get('hit_joint', math.nan):.3f}\n"
         f"MOSES (unconditioned) SNN/Test {m['SNN/Test']:.3f}  Frag/Test {m['Frag/Test']:.3f}  "
         f"Scaf/Test {m['Scaf/Test']:.3f}  IntDiv1 {m['IntDiv1']:.3f}  Filters "
         f"{m['Filters']:.3f}  -> {out}"

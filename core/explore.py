@@ -27,6 +27,7 @@ from core.chem import (
     rdkit_quiet,
 )
 from core.errors import UserError
+from core.molfile import MolFileError, smiles_column
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024  # the Streamlit server refuses bigger files too
 MAX_UPLOAD_ROWS = 5_000  # descriptors cost ~3 ms per molecule (QED and SA dominate)
@@ -221,7 +222,8 @@ def _decode(name: str, data: bytes) -> str:
 
 
 def _rows_from_csv(name: str, text: str) -> list[tuple[int, str]]:
-    """(line number, SMILES cell) for each data row of a CSV with a ``smiles`` column."""
+    """(line number, SMILES cell) for each data row of a CSV with a SMILES column
+    (``core.molfile.smiles_column``: ``smiles``, ``canonical_smiles``, ...)."""
     try:
         delimiter = csv.Sniffer().sniff(text[:8192], delimiters=",;\t|").delimiter
     except csv.Error:
@@ -231,11 +233,11 @@ def _rows_from_csv(name: str, text: str) -> list[tuple[int, str]]:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ExploreError(f"{name} cannot be read as CSV: {first}") from None
-    columns = {str(c).strip().lower(): c for c in frame.columns}
-    if "smiles" not in columns:
-        found = ", ".join(str(c) for c in list(frame.columns)[:8]) or "none"
-        raise ExploreError(f"{name} has no 'smiles' column (columns found: {found})")
-    cells = frame[columns["smiles"]].tolist()
+    try:  # found by name as preparing finds it: smiles, canonical_smiles, ...
+        column = smiles_column([str(c) for c in frame.columns])
+    except MolFileError as exc:
+        raise ExploreError(f"{name} has {exc}") from None
+    cells = frame[column].tolist()
     return [(i + 2, str(cell)) for i, cell in enumerate(cells)]  # line 1 is the header
 
 
@@ -258,7 +260,7 @@ def parse_upload(
     max_rows: int = MAX_UPLOAD_ROWS,
     progress: Callable[[float], None] | None = None,
 ) -> UploadReport:
-    """Parse an uploaded ``.csv`` (with a ``smiles`` column, any case) or ``.smi``/``.txt``.
+    """Parse an uploaded ``.csv`` (with a SMILES column found by name) or ``.smi``/``.txt``.
 
     Every usable molecule gets the descriptors of ``core.chem.DESCRIPTORS``; rows that are
     empty or do not parse are listed in ``bad``. Only the first ``max_rows`` rows are read.

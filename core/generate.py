@@ -457,15 +457,12 @@ def main(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from core.checkpoint import CheckpointError, load_checkpoint
+    from core.targets import cli_targets, csv_properties
 
     if not 0 < args.n <= MAX_MOLECULES:
         raise GenerationError(f"--n must be between 1 and {MAX_MOLECULES}, got {args.n}")
     bundle = load_checkpoint(args.checkpoint)
-    targets = {"logp": args.logp, "tpsa": args.tpsa}
-    targets = {k: v for k, v in targets.items() if v is not None and k in bundle.properties}
-    for name, value in targets.items():
-        if not math.isfinite(value):
-            raise GenerationError(f"--{name} must be a finite number, got {value}")
+    targets = cli_targets(bundle.properties, args.logp, args.tpsa, args.target)
     encode_prefix(bundle, args.prefix)  # bad input fails here, before any progress output
     make_sampler(args.temperature, args.top_k)
     with tqdm(total=args.n, desc="generating", unit="mol", file=sys.stderr) as bar:
@@ -480,7 +477,7 @@ def main(args: argparse.Namespace) -> int:
             cfg_scale=args.cfg_scale,
             progress=lambda done: bar.update(done - bar.n),
         )
-    table = score(selfies)
+    table = score(selfies, csv_properties(bundle.properties))
     if args.out:
         out = Path(args.out)
         tmp = out.with_name(out.name + ".partial")
@@ -504,6 +501,10 @@ if __name__ == "__main__":
     parser.add_argument("--checkpoint", required=True, help="checkpoint folder")
     parser.add_argument("--logp", type=float, help="target LogP (omit: unconditioned)")
     parser.add_argument("--tpsa", type=float, help="target TPSA in Å² (omit: unconditioned)")
+    parser.add_argument(
+        "--target", action="append", default=[], metavar="NAME=VALUE",
+        help="target of any other property of the checkpoint, e.g. qed=0.7 (repeatable)",
+    )  # fmt: skip
     parser.add_argument("--n", type=int, default=10, help="number of molecules")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same output)")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")

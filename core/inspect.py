@@ -15,12 +15,12 @@ import selfies as sf
 from rdkit import Chem
 
 from core.checkpoint import Bundle
-from core.chem import describe, mol_from_smiles, smiles_to_selfies
+from core.chem import DESCRIPTOR_SHORT, describe, mol_from_smiles, smiles_to_selfies
 from core.errors import UserError
 from core.generate import condition_arrays, generate_step, make_sampler, prefix_inputs
 from core.tokenizer import SPECIALS, TokenizerError
 
-PROPERTY_NAMES = {"logp": "LogP", "tpsa": "TPSA"}  # short labels for axis ticks
+PROPERTY_NAMES = DESCRIPTOR_SHORT  # short labels for axis ticks and condition tokens
 PARTIAL_PROPERTIES = ("logp", "tpsa")  # descriptors tracked while a molecule grows
 MAX_INTERPOLATION_STEPS = 50
 

@@ -1,10 +1,14 @@
-"""Background training runs: start, watch and stop ``python -m core.train`` from a dashboard.
+"""Background jobs of the dashboard: training runs (``python -m core.train``) and dataset
+preparations (``python -m core.data prepare --input``), started, watched and stopped.
 
 A run named NAME trains into ``<checkpoints>/NAME`` and keeps its files in ``<runs>/NAME/``:
 ``train.log`` (stdout and stderr of the trainer, appended on every start) and ``pid``. All
 state is on disk, so a page reload or a restarted server still sees a run that is going on.
 The trainer is a detached process (its own session, ``nice``), stopped with SIGINT, on which
 it writes a checkpoint and exits 0.
+
+A preparation named NAME writes ``<data>/NAME.parquet`` from an uploaded file kept with its
+log and pid in ``<runs>/_prepare/NAME/`` (a folder name no run can have).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,9 +38,13 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 # core.train flags a caller may set (as keyword names: max_steps -> --max-steps)
 TRAIN_FLAGS = frozenset(
     "data max_steps total_steps max_minutes limit val_size batch_size lr warmup beta kl_anneal "
-    "free_bits cond_drop seed max_len d_model n_heads n_layers d_ff enc_d_model enc_heads "
-    "enc_layers enc_d_ff latent_dim activation log_every eval_every save_every".split()
+    "free_bits cond_drop uncond_drop target_noise seed max_len d_model n_heads n_layers d_ff "
+    "enc_d_model enc_heads enc_layers enc_d_ff latent_dim activation log_every eval_every "
+    "save_every properties init_from n_fourier".split()
 )
+SWITCHES = frozenset({"feedback"})  # core.train flags without a value: True adds the flag
+PREPARE_DIR = "_prepare"  # under the runs root: preparation jobs (never a run's name)
+PREPARE_LOG = "prepare.log"
 _PROGRESS = re.compile(r"(\d+)/(\d+) \[")
 
 
@@ -104,15 +113,7 @@ def train_command(
     validate_name(name)
     root = Path(checkpoints_root or default_checkpoints_root())
     argv = ["nice", "-n", "10", sys.executable, "-m", "core.train", "--out", str(root / name)]
-    for key, value in options.items():
-        if key not in TRAIN_FLAGS:
-            raise RunError(f"unknown training option {key!r}")
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise RunError(f"option {key} needs a number or a word, got {value!r}")
-        text = str(value)
-        if not text or (text.startswith("-") and not _is_number(text)) or "\n" in text:
-            raise RunError(f"option {key} has an unusable value {text[:40]!r}")
-        argv += ["--" + key.replace("_", "-"), text]
+    argv += _flags(options, TRAIN_FLAGS, SWITCHES, "training")
     if resume and overwrite:
         raise RunError("choose resume or overwrite, not both")
     if resume:
@@ -130,6 +131,29 @@ def train_command(
     return argv
 
 
+def _flags(
+    options: Mapping[str, object], allowed: frozenset, switches: frozenset, what: str
+) -> list[str]:
+    """Command-line flags for ``options`` (keyword names: max_steps -> --max-steps); a switch
+    is added when True. RunError for an unknown option or an unusable value."""
+    argv = []
+    for key, value in options.items():
+        if key in switches:
+            if not isinstance(value, bool):
+                raise RunError(f"option {key} is on or off, got {value!r}")
+            argv += ["--" + key.replace("_", "-")] if value else []
+            continue
+        if key not in allowed:
+            raise RunError(f"unknown {what} option {key!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise RunError(f"option {key} needs a number or a word, got {value!r}")
+        text = str(value)
+        if not text or (text.startswith("-") and not _is_number(text)) or "\n" in text:
+            raise RunError(f"option {key} has an unusable value {text[:40]!r}")
+        argv += ["--" + key.replace("_", "-"), text]
+    return argv
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -138,8 +162,9 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _pid_alive(pid: int) -> bool:
-    """Whether ``pid`` is a live (not zombie) trainer process; reaps it if it is our child."""
+def _pid_alive(pid: int, module: bytes = b"core.train") -> bool:
+    """Whether ``pid`` is a live (not zombie) process of ``module`` (default the trainer);
+    reaps it if it is our child."""
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
@@ -157,8 +182,8 @@ def _pid_alive(pid: int) -> bool:
             return False
         state = stat.rsplit(")", 1)[-1].split()[0]
         # an empty cmdline is a process in the middle of exec (nice -> python); a cmdline
-        # without core.train means the pid was reused by something else
-        return state not in ("Z", "X") and (not cmdline or b"core.train" in cmdline)
+        # without the module means the pid was reused by something else
+        return state not in ("Z", "X") and (not cmdline or module in cmdline)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -312,10 +337,15 @@ def start(
         raise RunError(f"nothing to resume: {out} holds no checkpoint")
     if has_checkpoint and not (resume or overwrite):
         raise RunError(f"{out} already holds a checkpoint: resume it or overwrite it")
-    folder = runs_root / name
+    _launch(argv, runs_root / name, LOG)
+    return status(name, runs_root=runs_root, checkpoints_root=checkpoints_root)
+
+
+def _launch(argv: list[str], folder: Path, log_name: str) -> None:
+    """Start ``argv`` detached, its output appended to ``folder/log_name``, its pid saved."""
     folder.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    with open(folder / LOG, "ab") as log:
+    with open(folder / log_name, "ab") as log:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         log.write(f"{START_MARK} {stamp}: {shlex.join(argv)}\n".encode())
         log.flush()
@@ -326,12 +356,11 @@ def start(
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # a Ctrl+C on the dashboard does not reach the trainer
+            start_new_session=True,  # a Ctrl+C on the dashboard does not reach the job
         )
     tmp = folder / f"{PID}.tmp"
     tmp.write_text(str(process.pid))
     os.replace(tmp, folder / PID)
-    return status(name, runs_root=runs_root, checkpoints_root=checkpoints_root)
 
 
 def stop(name: str, *, runs_root: Path | None = None) -> bool:
@@ -367,3 +396,125 @@ def has_metrics(folder: Path) -> bool:
     """Whether a checkpoint folder has a non-empty ``metrics.jsonl``."""
     file = Path(folder) / METRICS
     return file.is_file() and file.stat().st_size > 0
+
+
+# ---------------------------------------------------------------- dataset preparation
+
+PREPARE_FLAGS = frozenset({"smiles_column", "test_fraction", "seed", "prefix_features", "workers"})
+PREPARE_SWITCHES = frozenset({"keep_fragments", "keep_charges", "overwrite"})
+
+
+def default_data_root() -> Path:
+    """Where prepared datasets are written: ``MOLSCOPE_DATA`` if set, else ``data/``."""
+    return Path(os.environ.get("MOLSCOPE_DATA", ROOT / "data"))
+
+
+def _prepare_folder(name: str, runs_root: Path | None) -> Path:
+    return Path(runs_root or default_runs_root()) / PREPARE_DIR / validate_name(name)
+
+
+def prepare_command(
+    name: str,
+    input_file: Path,
+    options: Mapping[str, object] | None = None,
+    *,
+    data_root: Path | None = None,
+) -> list[str]:
+    """The argv that prepares ``input_file`` into ``<data_root>/NAME.parquet``.
+
+    >>> prepare_command("mine", Path("in.csv"), {"test_fraction": 0.2}, data_root=Path("d"))[-6:]
+    ['--input', 'in.csv', '--out', 'd/mine.parquet', '--test-fraction', '0.2']
+    """
+    validate_name(name)
+    out = Path(data_root or default_data_root()) / f"{name}.parquet"
+    argv = ["nice", "-n", "10", sys.executable, "-m", "core.data", "prepare"]
+    argv += ["--input", str(input_file), "--out", str(out)]
+    return argv + _flags(options or {}, PREPARE_FLAGS, PREPARE_SWITCHES, "preparation")
+
+
+@dataclass
+class PrepareStatus:
+    """What is known about one dataset preparation, read from its folder."""
+
+    name: str
+    state: str  # "none", "running", "finished", "failed", "ended"
+    pid: int | None = None
+    done: int | None = None  # molecules described so far
+    total: int | None = None  # molecules to describe
+    message: str = ""  # the last word: "wrote ..." or "error: ..."
+    log_tail: list[str] = field(default_factory=list)
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+def prepare_status(name: str, *, runs_root: Path | None = None, tail: int = 8) -> PrepareStatus:
+    """The state of preparation ``name``: running or how it ended, progress, log tail."""
+    folder = _prepare_folder(name, runs_root)
+    lines = _log_lines(folder / PREPARE_LOG)
+    pid = _read_pid(folder)
+    alive = pid is not None and _pid_alive(pid, b"core.data")
+    done = total = None
+    for line in reversed(lines):
+        found = _PROGRESS.findall(line)
+        if found:
+            done, total = (int(v) for v in found[-1])
+            break
+    error = next((ln for ln in reversed(lines) if ln.startswith("error:")), "")
+    wrote = next((ln for ln in reversed(lines) if ln.startswith("wrote ")), "")
+    if alive:
+        state, message = "running", ""
+    elif not lines:
+        state, message = "none", ""
+    elif error:
+        state, message = "failed", error
+    elif wrote:
+        state, message = "finished", wrote
+    else:
+        state, message = "ended", "the preparation ended without a final message"
+    return PrepareStatus(name, state, pid if alive else None, done, total, message, lines[-tail:])
+
+
+def start_prepare(
+    name: str,
+    filename: str,
+    content: bytes,
+    options: Mapping[str, object] | None = None,
+    *,
+    runs_root: Path | None = None,
+    data_root: Path | None = None,
+) -> PrepareStatus:
+    """Keep an uploaded file (``filename``: its name, which says its format) and prepare it in
+    the background into ``<data_root>/NAME.parquet``; returns the status.
+
+    Refuses (RunError) a file of an unknown type or over ``core.molfile.MAX_INPUT_BYTES``, a
+    name whose dataset exists (unless ``options`` has ``overwrite``), and a preparation of
+    that name that is still running. Everything else about the file is checked by
+    ``core.data`` in the background and ends there as a one-line ``error:``.
+    """
+    from core.molfile import MAX_INPUT_BYTES, MolFileError, file_format
+
+    folder = _prepare_folder(name, runs_root)
+    data_root = Path(data_root or default_data_root())
+    options = dict(options or {})
+    try:
+        file_format(filename)
+    except MolFileError as exc:
+        raise RunError(str(exc)) from exc
+    if len(content) > MAX_INPUT_BYTES:
+        raise RunError(f"{filename} is over the {MAX_INPUT_BYTES >> 20} MB limit")
+    current = prepare_status(name, runs_root=runs_root)
+    if current.running:
+        raise RunError(f"dataset {name} is being prepared (pid {current.pid})")
+    out = data_root / f"{name}.parquet"
+    if out.exists() and not options.get("overwrite"):
+        raise RunError(f"a dataset named {name} exists: choose another name or replace it")
+    inbox = folder / "input"  # the upload keeps its name: the dataset records it
+    shutil.rmtree(inbox, ignore_errors=True)
+    inbox.mkdir(parents=True)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(filename).name)
+    input_file = inbox / safe.lstrip(".")
+    input_file.write_bytes(content)
+    _launch(prepare_command(name, input_file, options, data_root=data_root), folder, PREPARE_LOG)
+    return prepare_status(name, runs_root=runs_root)

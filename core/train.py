@@ -1,5 +1,11 @@
 """Training: ``python -m core.train --out checkpoints/NAME [--resume] [--max-steps N] ...``
 
+Any prepared table (``core.data``: MOSES or a user's own file) with ``--data``; the
+properties to condition on with ``--properties logp,tpsa,qed,...`` (any of
+``core.chem.DESCRIPTORS``; recorded with their normalisation in the checkpoint);
+``--init-from CHECKPOINT`` fine-tunes a trained model (``core.finetune``: its sizes, a
+vocabulary grown by the data's new symbols, fresh conditions for new properties).
+
 AdamW with warmup + cosine decay, gradient clipping, KL annealing with free bits, condition
 dropout, the whole step under ``mx.compile``. Checkpoints every few minutes, at the end and on
 SIGINT/SIGTERM (exit 0), always atomically; a non-finite loss stops the run before it can
@@ -37,6 +43,7 @@ from core.checkpoint import (
     PropertyScale,
     load_checkpoint,
     load_training_state,
+    read_config,
     read_metrics,
     resolve,
     save_checkpoint,
@@ -274,6 +281,40 @@ def prefix_arrays(rows, bundle: Bundle) -> list[np.ndarray]:
     return [((t - mean) / std).astype(np.float32) for t in tables]
 
 
+def parse_properties(text: str | None) -> list[str] | None:
+    """The ``--properties`` list (None when not given); TrainingError naming the known ones.
+
+    >>> parse_properties("logp, qed"), parse_properties(None)
+    (['logp', 'qed'], None)
+    """
+    from core.chem import DESCRIPTORS
+
+    if text is None:
+        return None
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in DESCRIPTORS]
+    if not names or unknown:
+        what = f"unknown properties {unknown}" if unknown else "no property given"
+        raise TrainingError(f"--properties: {what}; choose from {', '.join(DESCRIPTORS)}")
+    if len(set(names)) != len(names):
+        raise TrainingError(f"--properties names one twice: {','.join(names)}")
+    return names
+
+
+def with_properties(table, names: list[str], path: Path):
+    """The rows of ``table`` that have every property in ``names``; TrainingError when the
+    table has no values for one (a MOSES table prepared with ``--descriptors``, say)."""
+    missing = [n for n in names if n not in table or table[n].isna().all()]
+    if missing:
+        raise TrainingError(
+            f"{path} has no values for {', '.join(missing)}; prepare it with every descriptor"
+        )
+    keep = table[names].notna().all(axis=1)
+    if not keep.all():
+        print(f"note: {int((~keep).sum()):,} rows lack a property value; left out", file=sys.stderr)
+    return table[keep]
+
+
 def load_table(path: Path):
     """The prepared table (train and test splits) at ``path``."""
     from core.data import load_dataset
@@ -282,6 +323,18 @@ def load_table(path: Path):
     if "split" not in table or not (table["split"] == "train").any():
         raise TrainingError(f"{path} has no training rows (column 'split' == 'train')")
     return table
+
+
+def data_identity(path: Path, n_train: int, n_val: int) -> dict:
+    """What a checkpoint records of its training data: path, name, kind and sizes."""
+    from core.data import DataError, dataset_info
+
+    identity = {"path": str(path), "n_train": n_train, "n_val": n_val}
+    try:
+        info = dataset_info(path)
+    except DataError:
+        return identity
+    return {**identity, "name": info.name, "kind": info.kind, "n_molecules": info.n_rows}
 
 
 def _append_metrics(out: Path, row: dict) -> None:
@@ -320,6 +373,20 @@ def train(opts: argparse.Namespace, world: World | None = None) -> Path:
     out = Path(opts.out)
     data_path = Path(opts.data)
     table = load_table(data_path)
+    wanted = parse_properties(getattr(opts, "properties", None))
+    init_from = None if opts.resume else getattr(opts, "init_from", None)
+    if opts.resume:
+        properties = list(read_config(out)["model"].get("properties", ModelArgs().properties))
+        if wanted is not None and wanted != properties:
+            raise TrainingError(
+                f"{out} is conditioned on {','.join(properties)}; --resume cannot change that"
+            )
+    elif init_from:
+        base = load_checkpoint(init_from)
+        properties = wanted or list(base.args.properties)
+    else:
+        properties = wanted or list(ModelArgs().properties)  # the model's default: logp, tpsa
+    table = with_properties(table, properties, data_path)
     if opts.limit:
         table = table.groupby("split", group_keys=False).head(opts.limit)
     train_rows = table[table["split"] == "train"]
@@ -355,23 +422,42 @@ def train(opts: argparse.Namespace, world: World | None = None) -> Path:
             kl_anneal=opts.kl_anneal, free_bits=opts.free_bits, cond_drop=opts.cond_drop,
             uncond_drop=opts.uncond_drop, target_noise=opts.target_noise, seed=opts.seed,
         )  # fmt: skip
-        tokenizer = Tokenizer.build(train_rows["selfies"], sf.get_semantic_robust_alphabet())
-        margs = ModelArgs(
-            vocab_size=len(tokenizer), max_len=opts.max_len, d_model=opts.d_model,
-            n_heads=opts.n_heads, n_layers=opts.n_layers, d_ff=opts.d_ff,
-            enc_d_model=opts.enc_d_model, enc_heads=opts.enc_heads, enc_layers=opts.enc_layers,
-            enc_d_ff=opts.enc_d_ff,
-            latent_dim=opts.latent_dim, activation=opts.activation, feedback=opts.feedback,
-            n_fourier=opts.n_fourier,
-        )  # fmt: skip
-        mx.random.seed(targs.seed)
-        model = Model(margs)
+        if init_from:
+            from core.finetune import grow, union_tokenizer
+
+            tokenizer = union_tokenizer(base.tokenizer, train_rows["selfies"])
+            model = grow(base, tokenizer, properties, seed=targs.seed)
+            margs = model.args
+            if world.is_main:
+                print(
+                    f"note: fine-tuning {base.path} ({base.args.d_model} wide, "
+                    f"{base.args.n_layers} layers; its sizes and closed-loop setting are kept): "
+                    f"{len(tokenizer) - len(base.tokenizer)} new symbols, new conditions "
+                    f"{[p for p in properties if p not in base.properties] or 'none'}",
+                    file=sys.stderr,
+                )
+        else:
+            tokenizer = Tokenizer.build(train_rows["selfies"], sf.get_semantic_robust_alphabet())
+            margs = ModelArgs(
+                vocab_size=len(tokenizer), max_len=opts.max_len, d_model=opts.d_model,
+                n_heads=opts.n_heads, n_layers=opts.n_layers, d_ff=opts.d_ff,
+                enc_d_model=opts.enc_d_model, enc_heads=opts.enc_heads,
+                enc_layers=opts.enc_layers, enc_d_ff=opts.enc_d_ff, latent_dim=opts.latent_dim,
+                activation=opts.activation, feedback=opts.feedback, n_fourier=opts.n_fourier,
+                properties=properties,
+            )  # fmt: skip
+            mx.random.seed(targs.seed)
+            model = Model(margs)
         mx.eval(model.parameters())
         scales = property_scales(train_rows, margs.properties)
         meta = {
-            "data": {"path": str(data_path), "n_train": len(train_rows), "n_val": len(val_rows)},
+            "data": data_identity(data_path, len(train_rows), len(val_rows)),
             "parameters": count_parameters(model),
         }
+        if init_from:
+            from core.runs import checkpoint_step
+
+            meta["init_from"] = {"path": str(init_from), "step": checkpoint_step(base.path)}
         bundle = Bundle(model, tokenizer, margs, scales, meta)
         state, opt_state, start_step = {}, {}, 0
         if world.is_main:
@@ -397,6 +483,13 @@ def train(opts: argparse.Namespace, world: World | None = None) -> Path:
     val_set = encode_set(
         val_rows["selfies"].tolist(), val_scaled, tokenizer, args.max_len, val_prefix
     )
+    too_long = len(train_rows) - len(train_set)
+    if too_long and world.is_main:
+        print(
+            f"note: {too_long:,} training molecules are longer than the model's "
+            f"{args.max_len} tokens; left out",
+            file=sys.stderr,
+        )
     if len(train_set) < targs.batch_size:
         have, need = len(train_set), targs.batch_size
         raise TrainingError(f"only {have} training molecules for a batch of {need}")
@@ -548,6 +641,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="checkpoint folder to write")
     p.add_argument("--data", default=str(DEFAULT_DATA), help="prepared parquet (core.data)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument(
+        "--properties",
+        help="properties to condition on, e.g. logp,tpsa,qed (any of core.chem.DESCRIPTORS; "
+        "default logp,tpsa, or those of --init-from)",
+    )
+    p.add_argument(
+        "--init-from",
+        help="fine-tune this checkpoint (its sizes and --feedback are kept; new symbols and "
+        "properties are added), e.g. checkpoints/default",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in total")
     p.add_argument(

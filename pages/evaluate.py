@@ -14,7 +14,14 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import core.evaluate
-from core.chem import describe_smiles, mol_to_png, png_data_uri, selfies_to_smiles
+from core.chem import (
+    DESCRIPTOR_SHORT,
+    DESCRIPTOR_UNITS,
+    describe_smiles,
+    mol_to_png,
+    png_data_uri,
+    selfies_to_smiles,
+)
 from core.inspect import InspectError, interpolate, molecule_ids
 from core.moses import BASELINES_SOURCE, LOWER_IS_BETTER, METRICS, PUBLISHED_BASELINES
 from core.pool import on_pool, submit
@@ -23,7 +30,7 @@ from ui.common import ensure_app_frame, require_bundle, require_dataset
 ensure_app_frame()
 
 RESULT = "evaluation.json"
-SHORT = {"logp": "LogP", "tpsa": "TPSA"}
+SHORT = DESCRIPTOR_SHORT
 REAL, SHUFFLED = "#1f77b4", "#b0b7c3"
 # the quality bar of the project: (label, where in the result, goal, higher is better)
 GOALS = [
@@ -31,10 +38,28 @@ GOALS = [
     ("Uniqueness", ("overall", "uniqueness"), 0.95, True),
     ("Novelty", ("overall", "novelty"), 0.80, True),
     ("Internal diversity", ("overall", "internal_diversity"), 0.85, True),
-    ("LogP MAD (LogP-only targets)", ("summary", "logp_mad"), 0.30, False),
-    ("TPSA MAD, Å² (TPSA-only targets)", ("summary", "tpsa_mad"), 5.0, False),
-    ("Joint hit rate (±0.5 LogP, ±10 Å²)", ("summary", "joint_hit"), 0.60, True),
 ]
+MAD_GOALS = {"logp": 0.30, "tpsa": 5.0}  # other properties: none set yet
+
+
+def unit(p: str) -> str:
+    """`` (Å²)`` for TPSA, nothing for a property without a unit."""
+    return f" ({DESCRIPTOR_UNITS[p]})" if p in DESCRIPTOR_UNITS else ""
+
+
+def goals(result: dict) -> list[tuple[str, tuple[str, str], float | None, bool]]:
+    """``GOALS`` plus a MAD row per property of the result and the joint hit rate."""
+    properties = result.get("properties") or ["logp", "tpsa"]
+    windows = result.get("hit_windows") or core.evaluate.HIT
+    rows = list(GOALS)
+    for p in properties:
+        label = f"{SHORT.get(p, p)} MAD{unit(p)}, {SHORT.get(p, p)}-only targets"
+        rows.append((label, ("summary", f"{p}_mad"), MAD_GOALS.get(p), False))
+    if len(properties) >= 2:
+        pair = ", ".join(f"±{windows.get(p, 0):g} {SHORT.get(p, p)}" for p in properties[:2])
+        rows.append((f"Joint hit rate ({pair})", ("summary", "joint_hit"), 0.60, True))
+    return rows
+
 
 MOSES_MODES = {
     "unconditioned": "This model, unconditioned",
@@ -87,18 +112,18 @@ def fmt(value: float | None, percent: bool) -> str:
 
 def headline_table(result: dict) -> pd.DataFrame:
     rows = []
-    for label, (section, key), goal, higher in GOALS:
+    for label, (section, key), goal, higher in goals(result):
         value = result.get(section, {}).get(key)
         shuffled = result.get("shuffled", {}).get(key) if section == "summary" else None
         percent = higher
         met = None
-        if value is not None and not math.isnan(value):
+        if value is not None and not math.isnan(value) and goal is not None:
             met = value >= goal if higher else value <= goal
         rows.append(
             {
                 "Metric": label,
                 "Achieved": fmt(value, percent),
-                "Goal": ("≥ " if higher else "≤ ") + fmt(goal, percent),
+                "Goal": "" if goal is None else ("≥ " if higher else "≤ ") + fmt(goal, percent),
                 "Met": met,
                 "With shuffled targets": fmt(shuffled, percent) if shuffled is not None else "",
             }
@@ -106,8 +131,8 @@ def headline_table(result: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def single_target_figure(rows: list[dict], p: str) -> go.Figure:
-    """MAD ± SD and hit rate for each target of one property alone."""
+def single_target_figure(rows: list[dict], p: str, hit: float) -> go.Figure:
+    """MAD ± SD and hit rate for each target of one property alone (``hit``: its window)."""
     mine = [r for r in rows if set(r["targets"]) == {p}]
     x = [f"{r['targets'][p]:g}<br>hit {r.get(f'hit_{p}', 0):.0%}" for r in mine]
     fig = go.Figure(
@@ -119,11 +144,10 @@ def single_target_figure(rows: list[dict], p: str) -> go.Figure:
             hovertemplate="target %{x}: MAD %{y:.2f}<extra></extra>",
         )
     )
-    hit = core.evaluate.HIT[p]
     fig.update_layout(
-        title=dict(text=f"{SHORT[p]} targets alone: mean |target − achieved|", font_size=14),
-        xaxis_title=f"target {SHORT[p]} (and hit rate)",
-        yaxis_title=f"MAD ± SD{' (Å²)' if p == 'tpsa' else ''}",
+        title=dict(text=f"{SHORT.get(p, p)} targets alone: mean |target − achieved|", font_size=14),
+        xaxis_title=f"target {SHORT.get(p, p)} (and hit rate)",
+        yaxis_title=f"MAD ± SD{unit(p)}",
         shapes=[
             dict(
                 type="line",
@@ -141,15 +165,17 @@ def single_target_figure(rows: list[dict], p: str) -> go.Figure:
     return fig
 
 
-def joint_figure(rows: list[dict]) -> go.Figure | None:
-    """Joint hit rate over the LogP × TPSA grid of targets."""
+def joint_figure(rows: list[dict], windows: dict[str, float]) -> go.Figure | None:
+    """Joint hit rate over the grid of target pairs of the first two properties."""
     joint = [r for r in rows if len(r["targets"]) == 2 and "hit_joint" in r]
     if not joint:
         return None
-    logps = sorted({r["targets"]["logp"] for r in joint})
-    tpsas = sorted({r["targets"]["tpsa"] for r in joint})
-    grid = {(r["targets"]["logp"], r["targets"]["tpsa"]): r["hit_joint"] for r in joint}
+    a, b = list(joint[0]["targets"])
+    logps = sorted({r["targets"][a] for r in joint})
+    tpsas = sorted({r["targets"][b] for r in joint})
+    grid = {(r["targets"][a], r["targets"][b]): r["hit_joint"] for r in joint}
     z = [[grid.get((lp, tp)) for lp in logps] for tp in tpsas]
+    name_a, name_b = SHORT.get(a, a), SHORT.get(b, b)
     fig = go.Figure(
         go.Heatmap(
             z=z,
@@ -160,24 +186,29 @@ def joint_figure(rows: list[dict]) -> go.Figure | None:
             colorscale="Greens",
             texttemplate="%{z:.0%}",
             colorbar=dict(title="hit", tickformat=".0%", thickness=12),
-            hovertemplate="LogP %{x}, TPSA %{y}: %{z:.0%}<extra></extra>",
+            hovertemplate=f"{name_a} %{{x}}, {name_b} %{{y}}: %{{z:.0%}}<extra></extra>",
         )
     )
+    window = f"±{windows.get(a, 0):g} {name_a} and ±{windows.get(b, 0):g} {name_b}"
     fig.update_layout(
-        title=dict(text="Both targets: joint hit rate (±0.5 LogP and ±10 Å²)", font_size=14),
-        xaxis=dict(title="target LogP", type="category"),
-        yaxis=dict(title="target TPSA (Å²)", type="category"),
+        title=dict(text=f"Both targets: joint hit rate ({window})", font_size=14),
+        xaxis=dict(title=f"target {name_a}", type="category"),
+        yaxis=dict(
+            title=f"target {name_b}{unit(b)}",
+            type="category",
+        ),
         height=320,
         margin=dict(l=0, r=0, t=40, b=0),
     )
     return fig
 
 
-SHUFFLE_METRICS = [
-    ("logp_mad", "LogP MAD", "lower is better"),
-    ("tpsa_mad", "TPSA MAD (Å²)", "lower is better"),
-    ("joint_hit", "Joint hit rate", "higher is better"),
-]
+def shuffle_metrics(properties: list[str]) -> list[tuple[str, str, str]]:
+    """(key, label, note) of each figure of the shuffled-targets check."""
+    rows = [(f"{p}_mad", f"{SHORT.get(p, p)} MAD{unit(p)}", "lower is better") for p in properties]
+    if len(properties) >= 2:
+        rows.append(("joint_hit", "Joint hit rate", "higher is better"))
+    return rows
 
 
 def shuffled_figure(result: dict, key: str, label: str, note: str) -> go.Figure:
@@ -320,16 +351,52 @@ def show_result(result: dict) -> None:
 
     st.subheader("Target vs achieved")
     rows = result.get("targets", [])
-    cols = st.columns(2)
-    for col, p in zip(cols, [p for p in ("logp", "tpsa") if p in bundle.properties], strict=False):
-        col.plotly_chart(single_target_figure(rows, p), key=f"eval_single_{p}")
+    properties = result.get("properties") or [p for p in ("logp", "tpsa") if p in bundle.properties]
+    windows = {**core.evaluate.HIT, **result.get("hit_windows", {})}
+    for start in range(0, len(properties), 2):
+        for col, p in zip(st.columns(2), properties[start : start + 2], strict=False):
+            col.plotly_chart(
+                single_target_figure(rows, p, windows.get(p, 0.0)), key=f"eval_single_{p}"
+            )
+    shown = ", ".join(f"±{windows[p]:g} {SHORT.get(p, p)}" for p in properties if p in windows)
     st.caption(
         "Bars: mean absolute deviation of the generated molecules' RDKit value from the target, "
-        "with its SD; green dashed line: the hit window (±0.5 LogP, ±10 Å² TPSA)."
+        f"with its SD; green dashed line: the hit window ({shown}). LogP and TPSA use the "
+        "literature's targets and windows; other properties targets at the training data's "
+        "mean and ±1σ, windows of ±0.5σ."
     )
-    joint = joint_figure(rows)
+    joint = joint_figure(rows, windows)
     if joint is not None:
         st.plotly_chart(joint, key="eval_joint")
+    heldout = result.get(core.evaluate.HELDOUT)
+    if heldout:
+        st.markdown("**Every property at once, at the values of held-out molecules**")
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "property": SHORT.get(p, p),
+                        "MAD": heldout.get(f"mad_{p}"),
+                        "MAD / σ of the data": heldout.get(f"mad_sigma_{p}"),
+                        "hit rate": heldout.get(f"hit_{p}"),
+                    }
+                    for p in properties
+                ]
+            ),
+            hide_index=True,
+            key="eval_heldout",
+            column_config={
+                "MAD": st.column_config.NumberColumn(format="%.3g"),
+                "MAD / σ of the data": st.column_config.NumberColumn(format="%.2f"),
+                "hit rate": st.column_config.NumberColumn(format="percent"),
+            },
+        )
+        st.caption(
+            f"{heldout.get('n', '?')} molecules, each conditioned on all properties of a "
+            "molecule drawn from the test split of the checkpoint's data; validity "
+            f"{fmt(heldout.get('validity'), True)}, novelty {fmt(heldout.get('novelty'), True)}, "
+            f"every property on target {fmt(heldout.get('hit_joint'), True)}."
+        )
 
     if "shuffled" in result:
         st.subheader("Is the condition used?")
@@ -338,18 +405,20 @@ def show_result(result: dict) -> None:
             "uses its condition lands much closer to its own target than to a shuffled one; "
             "equal bars mean the condition is ignored."
         )
-        for col, (key, label, note) in zip(st.columns(3), SHUFFLE_METRICS, strict=True):
-            col.plotly_chart(
-                shuffled_figure(result, key, label, note),
-                key=f"eval_shuffled_{key}",
-                config={"displayModeBar": False},
-            )
-        real, fake = result["summary"].get("logp_mad"), result["shuffled"].get("logp_mad")
-        if real and fake and not math.isnan(real) and real > 0.8 * fake:
-            st.warning("LogP: own targets are hardly closer than shuffled ones.")
-        real, fake = result["summary"].get("tpsa_mad"), result["shuffled"].get("tpsa_mad")
-        if real and fake and not math.isnan(real) and real > 0.8 * fake:
-            st.warning("TPSA: own targets are hardly closer than shuffled ones.")
+        figures = shuffle_metrics(properties)
+        for start in range(0, len(figures), 3):
+            for col, (key, label, note) in zip(
+                st.columns(3), figures[start : start + 3], strict=False
+            ):
+                col.plotly_chart(
+                    shuffled_figure(result, key, label, note),
+                    key=f"eval_shuffled_{key}",
+                    config={"displayModeBar": False},
+                )
+        for p in properties:
+            real, fake = result["summary"].get(f"{p}_mad"), result["shuffled"].get(f"{p}_mad")
+            if real and fake and not math.isnan(real) and real > 0.8 * fake:
+                st.warning(f"{SHORT.get(p, p)}: own targets are hardly closer than shuffled ones.")
 
     st.subheader("Reconstruction: teacher-forced vs free-running")
     c1, c2, c3 = st.columns(3)
@@ -442,9 +511,14 @@ def interpolation_view() -> None:
 
 
 st.title("Evaluate")
+grid_text = "; ".join(
+    f"{SHORT.get(p, p)} ∈ {{{', '.join(f'{v:g}' for v in core.evaluate.grid_values(p, s))}}}"
+    for p, s in bundle.scales.items()
+)
 st.write(
-    "How well the selected checkpoint does on the reference grid: LogP ∈ {1, 2, 3} alone, "
-    "TPSA ∈ {40, 60, 80, 100} Å² alone, and every pair of them, each scored with RDKit."
+    f"How well the selected checkpoint does on the reference grid: each property alone "
+    f"({grid_text}), every pair of targets of the first two, and every property at once at "
+    "held-out molecules' values, each scored with RDKit."
 )
 result = load_result(result_file)
 with st.expander("Recompute the evaluation", expanded=result is None):

@@ -1,39 +1,53 @@
-"""Generate: molecules aimed at a target LogP and TPSA, decoded one SELFIES symbol at a time
-(Play / Pause / Step / Reset) or in a batch scored against the targets."""
+"""Generate: molecules aimed at targets for the checkpoint's properties (LogP and TPSA, or
+whichever it was trained on), decoded one SELFIES symbol at a time (Play / Pause / Step /
+Reset) or in a batch scored against the targets."""
 
 from __future__ import annotations
 
 import math
 import random
 from collections import deque
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.chem import DESCRIPTOR_LABELS, canonical_smiles, mol_to_png, png_data_uri
-from core.evaluate import HIT, target_metrics
+from core.chem import (
+    DESCRIPTOR_LABELS,
+    DESCRIPTOR_SHORT,
+    DESCRIPTOR_STEPS,
+    DESCRIPTOR_UNITS,
+    DESCRIPTORS,
+    canonical_smiles,
+    describe_smiles,
+    mol_to_png,
+    png_data_uri,
+)
+from core.data import DEFAULT_DATA, DataError
+from core.evaluate import hit_windows, target_metrics
 from core.feedback import prefix_properties
 from core.generate import GenerationError, generate_step, make_sampler, score
 from core.inspect import partial_properties
 from core.pool import iterate_on_pool, on_pool
 from core.rerank import best_of_k, target_miss
+from core.targets import csv_properties
 from ui.charts import batch_scatter, density_figure, running_figure, top_k_figure
 from ui.common import (
     cached_dataset,
     ensure_app_frame,
     require_bundle,
-    require_dataset,
     url_float,
     url_int,
 )
 
 ensure_app_frame()
 
-SHORT = {"logp": "LogP", "tpsa": "TPSA"}
-UNITS = {"logp": "", "tpsa": " Å²"}
-UNIT_LABELS = {"logp": "", "tpsa": " (Å²)"}
-STEP = {"logp": 0.1, "tpsa": 1.0}  # slider resolution
+ROOT = Path(__file__).resolve().parent.parent
+SHORT = DESCRIPTOR_SHORT
+UNITS = {p: f" {DESCRIPTOR_UNITS[p]}" if p in DESCRIPTOR_UNITS else "" for p in DESCRIPTORS}
+UNIT_LABELS = {p: f" ({DESCRIPTOR_UNITS[p]})" if p in DESCRIPTOR_UNITS else "" for p in DESCRIPTORS}
+STEP = DESCRIPTOR_STEPS  # slider resolution
 TICK_SECONDS = 0.5  # one decoding step per tick while playing
 MAX_BATCH = 500  # molecules asked for, and decoded per call
 MAX_K = 10  # best-of-k: at most 10 × 500 molecules generated
@@ -41,10 +55,28 @@ MAX_SEED = 2**31 - 1
 GRID_ROWS = 120  # molecules drawn in the batch grid
 
 bundle = require_bundle()
-data = require_dataset()
 tokenizer = bundle.tokenizer
-props = [p for p in bundle.properties if p in SHORT]
+props = list(bundle.properties)  # one target control per property of the checkpoint
+HIT = hit_windows(bundle.scales)  # what counts as on target, per property
+STRICT_HIT = hit_windows(bundle.scales, strict=True)
 CLOSED_LOOP = bool(bundle.args.feedback)  # every position reads the gap to each target
+
+
+def data_path() -> str:
+    """The table behind the densities, the scatter background and the novelty check: the
+    checkpoint's own data when it is a user's dataset that is here, else the MOSES subset
+    (a MOSES checkpoint's full table would be a heavy load for a background)."""
+    data = bundle.meta.get("data", {}) if isinstance(bundle.meta.get("data"), dict) else {}
+    own = Path(str(data.get("path", "")))
+    own = own if own.is_absolute() else ROOT / own
+    if data.get("kind") == "user" and own.is_file():
+        return str(own)
+    return str(DEFAULT_DATA)
+
+
+def number_format(p: str) -> str:
+    """One decimal more than the slider step: ``%.2f`` for LogP, ``%.1f`` for TPSA."""
+    return f"%.{max(0, -math.floor(math.log10(STEP[p]))) + 1}f"
 
 
 def wide_range(p: str) -> tuple[float, float]:
@@ -71,7 +103,7 @@ def snap(p: str, value: float) -> float:
 @st.cache_data(show_spinner=False)
 def histogram(path_key: str, p: str, lo: float, hi: float, bins: int = 60):
     """Counts of the dataset's training molecules per bin of property ``p`` over [lo, hi]."""
-    table = cached_dataset()
+    table = cached_dataset(path_key)
     values = table.loc[table.split == "train", p].to_numpy()
     counts, edges = np.histogram(values, bins=bins, range=(lo, hi))
     return counts.tolist(), edges.tolist()
@@ -80,17 +112,22 @@ def histogram(path_key: str, p: str, lo: float, hi: float, bins: int = 60):
 @st.cache_resource(show_spinner=False)
 def known_smiles(path_key: str) -> frozenset[str]:
     """Canonical SMILES of every dataset molecule (for the novelty check)."""
-    return frozenset(cached_dataset().smiles)
+    return frozenset(cached_dataset(path_key).smiles)
 
 
 @st.cache_data(show_spinner=False)
 def dataset_cloud(path_key: str, n: int = 3000) -> pd.DataFrame:
     """A fixed random sample of the dataset's LogP/TPSA pairs (scatter background)."""
-    table = cached_dataset()
+    table = cached_dataset(path_key)
     return table[["logp", "tpsa"]].sample(min(n, len(table)), random_state=0)
 
 
-DATA_KEY = str(len(data))  # cache key for the helpers above (one dataset per app)
+try:
+    DATA_KEY = data_path()  # the helpers above read this table
+    cached_dataset(DATA_KEY)
+except DataError as exc:
+    st.error(f"The dataset cannot be loaded: {exc}")
+    st.stop()
 
 
 def init_settings() -> None:
@@ -172,7 +209,7 @@ def property_control(p: str) -> float | None:
         on_change=number_typed,
         args=(p,),
         persist_state="session",
-        format="%.2f" if p == "logp" else "%.1f",
+        format=number_format(p),
         help="Type any value, also outside the range the data covers.",
     )
     target = float(value) if use else None
@@ -346,8 +383,17 @@ def take_step(run: dict) -> None:
         run["done"] = True
         return
     run["symbols"].append(tokenizer.tokens[token])
-    run["partial"].append(partial_properties("".join(run["symbols"])))
+    run["partial"].append(partial_of("".join(run["symbols"])))
     run["done"] = len(run["symbols"]) >= bundle.args.max_len
+
+
+def partial_of(selfies_prefix: str) -> dict | None:
+    """``partial_properties`` of a prefix, with every property of the checkpoint."""
+    found = partial_properties(selfies_prefix)
+    missing = [p for p in props if found is not None and p not in found]
+    if missing:
+        found |= describe_smiles(found["smiles"], missing) or dict.fromkeys(missing, math.nan)
+    return found
 
 
 def gap_text(read: dict) -> str:
@@ -523,7 +569,7 @@ def run_batch(total: int) -> pd.DataFrame:
             )
         selfies += [tokenizer.decode(r) for r in np.stack(rows, axis=1)]
     bar.progress(1.0, text="Scoring with RDKit…")
-    table = score(selfies)
+    table = score(selfies, csv_properties(bundle.properties))
     table["novel"] = [s != "" and s not in known_smiles(DATA_KEY) for s in table.smiles]
     bar.empty()
     return table
@@ -532,7 +578,7 @@ def run_batch(total: int) -> pd.DataFrame:
 def batch_figures(table: pd.DataFrame, used: dict[str, float]) -> list[dict[str, str]]:
     """The figures of a batch as two rows of label -> value: the molecules, then the
     distance to each target."""
-    m = target_metrics(table, used)
+    m = target_metrics(table, used, HIT, STRICT_HIT)
     valid = table[table.smiles != ""]
     general = {
         "Molecules": f"{len(table):,}",
@@ -583,7 +629,7 @@ def batch_view() -> None:
     n, k, pressed = batch_controls()
     if pressed:
         table = run_batch(n * k)
-        kept = None if k == 1 else table.index.isin(best_of_k(table, active, n).index)
+        kept = None if k == 1 else table.index.isin(best_of_k(table, active, n, HIT).index)
         st.session_state.gen_batch = {"settings": settings, "table": table, "kept": kept, "k": k}
     batch = st.session_state.get("gen_batch")
     if batch is None:
@@ -626,7 +672,7 @@ def batch_grid(table: pd.DataFrame, used: dict[str, float], precise: bool) -> No
     shown = table[table.smiles != ""].copy()
     n_valid = len(shown)
     if used:
-        shown = shown.iloc[np.argsort(target_miss(shown, used), kind="stable")]
+        shown = shown.iloc[np.argsort(target_miss(shown, used, HIT), kind="stable")]
     shown = shown.head(GRID_ROWS)
     shown["molecule"] = [png_data_uri(mol_to_png(s, size=(200, 140))) for s in shown.smiles]
     columns = {"molecule": st.column_config.ImageColumn("Molecule", width="medium")}

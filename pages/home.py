@@ -8,7 +8,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.checkpoint import read_metrics
+from core.checkpoint import CheckpointError, read_config, read_metrics
+from core.chem import DESCRIPTOR_SHORT, DESCRIPTOR_STEPS, DESCRIPTOR_UNITS
+from core.evaluate import HELDOUT
 from core.runs import checkpoint_step
 from ui.common import checkpoints_root, ensure_app_frame, selected_checkpoint
 
@@ -23,9 +25,10 @@ GUIDE = [
         "pages/dataset.py",
         "Dataset",
         ":material/table_chart:",
-        "The ~44k MOSES drug-like molecules the model learns from: descriptor histograms, "
-        "LogP × TPSA coverage, range filters, substructure (SMARTS) search, your own molecules "
-        "compared with the data.",
+        "The molecules a model learns from (the ~44k MOSES drug-like ones, or your own "
+        "prepared file): descriptor histograms, LogP × TPSA coverage, range filters, "
+        "substructure (SMARTS) search; upload your molecules to compare them or to prepare "
+        "them as a dataset.",
         "targets outside the range the data covers",
     ),
     (
@@ -33,7 +36,8 @@ GUIDE = [
         "Training",
         ":material/monitoring:",
         "Loss, reconstruction, KL, β, learning rate and validation curves, several runs "
-        "overlaid; start, resume or stop a small training run in the background.",
+        "overlaid; start, resume or stop a training run in the background on any prepared "
+        "dataset and properties, from scratch or fine-tuning a checkpoint.",
         "posterior collapse (KL → 0, no active latent units), divergence",
     ),
     (
@@ -48,8 +52,9 @@ GUIDE = [
         "pages/generate.py",
         "Generate",
         ":material/science:",
-        "Set a target LogP and TPSA, watch the molecule being written one SELFIES symbol at a "
-        "time with the next-symbol probabilities; batches scored against the targets.",
+        "Set a target for each property of the checkpoint (LogP, TPSA, ...), watch the "
+        "molecule being written one SELFIES symbol at a time with the next-symbol "
+        "probabilities; batches scored against the targets.",
         "a decoder that ignores its condition or its latent code",
     ),
     (
@@ -90,6 +95,43 @@ def _num(value, fmt: str) -> str:
     return format(value, fmt)
 
 
+def mad_format(p: str) -> str:
+    """One decimal more than the property's resolution: ``.2f`` for LogP, ``.1f`` for TPSA."""
+    return f".{max(0, -math.floor(math.log10(DESCRIPTOR_STEPS.get(p, 0.01)))) + 1}f"
+
+
+def mad_label(p: str) -> str:
+    """``LogP MAD``, ``TPSA MAD (Å²)``, ``QED MAD``..."""
+    unit = DESCRIPTOR_UNITS.get(p)
+    return f"{DESCRIPTOR_SHORT.get(p, p)} MAD" + (f" ({unit})" if unit else "")
+
+
+def show_data(folder: Path) -> None:
+    """What the checkpoint was trained on and conditions on, from its config.json."""
+    try:
+        config = read_config(folder)
+    except CheckpointError:
+        return
+    meta = config.get("meta") or {}
+    data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
+    properties = (config.get("model") or {}).get("properties") or []
+    name = data.get("name") or Path(str(data.get("path", ""))).stem or "unknown data"
+    size = []
+    if data.get("n_molecules"):
+        size.append(f"{data['n_molecules']:,} molecules")
+    if data.get("n_train"):
+        size.append(f"{data['n_train']:,} used for training")
+    lines = [f"**Data:** {name}" + (f" ({', '.join(size)})" if size else "")]
+    if properties:
+        shown = ", ".join(DESCRIPTOR_SHORT.get(p, p) for p in properties)
+        lines.append(f"**Conditioned on:** {shown}")
+    base = meta.get("init_from")
+    if isinstance(base, dict) and base.get("path"):
+        step = f" at step {base['step']:,}" if isinstance(base.get("step"), int) else ""
+        lines.append(f"**Fine-tuned from** `{base['path']}`{step}")
+    st.markdown("  \n".join(lines))
+
+
 def show_evaluation(name: str, folder: Path) -> None:
     """Headline generation metrics from ``evaluation.json``, or how to get them."""
     file = folder / EVALUATION
@@ -104,7 +146,7 @@ def show_evaluation(name: str, folder: Path) -> None:
     st.markdown("**Generation** (reference grid of targets, from evaluation.json)")
     overall, summary = report.get("overall", {}), report.get("summary", {})
     shuffled = report.get("shuffled", {})
-    cols = st.columns(3) + st.columns(3)
+    cols = st.columns(3)
     cols[0].metric(
         "Validity",
         _num(overall.get("validity"), ".1%"),
@@ -123,31 +165,47 @@ def show_evaluation(name: str, folder: Path) -> None:
         border=True,
         help="Valid unique molecules that are not in the training set.",
     )
-    cols[3].metric(
-        "LogP MAD",
-        _num(summary.get("logp_mad"), ".2f"),
-        border=True,
-        help="Mean |target − RDKit LogP| of molecules generated for LogP 1, 2, 3.",
-    )
-    cols[4].metric(
-        "TPSA MAD (Å²)",
-        _num(summary.get("tpsa_mad"), ".1f"),
-        border=True,
-        help="Mean |target − TPSA| for TPSA targets 40, 60, 80, 100 Å².",
-    )
-    cols[5].metric(
+    properties = report.get("properties") or ["logp", "tpsa"]
+    grid = report.get("grid", {})
+    cols = st.columns(len(properties) + 1)
+    for col, p in zip(cols, properties, strict=False):
+        targets = ", ".join(f"{v:g}" for v in grid.get(p, [])) or "its reference grid"
+        col.metric(
+            mad_label(p),
+            _num(summary.get(f"{p}_mad"), mad_format(p)),
+            border=True,
+            help=f"Mean |target − RDKit value| of molecules generated for {targets}.",
+        )
+    pair = " and ".join(DESCRIPTOR_SHORT.get(p, p) for p in properties[:2])
+    cols[-1].metric(
         "Joint hit rate",
         _num(summary.get("joint_hit"), ".1%"),
         border=True,
-        help="Both properties on target at once: LogP ± 0.5 and TPSA ± 10 Å².",
+        help=f"{pair} on target at once (each within its hit window).",
     )
     notes = []
     if shuffled:
+        would = [
+            f"{_num(shuffled.get(f'{p}_mad'), mad_format(p))}"
+            f"{' ' + DESCRIPTOR_UNITS[p] if p in DESCRIPTOR_UNITS else ''} "
+            f"({DESCRIPTOR_SHORT.get(p, p)})"
+            for p in properties
+        ]
         notes.append(
             f"With shuffled targets (as if the condition were ignored) the MADs would be "
-            f"{_num(shuffled.get('logp_mad'), '.2f')} (LogP) and "
-            f"{_num(shuffled.get('tpsa_mad'), '.1f')} Å² (TPSA): the further below those the "
-            "real numbers are, the more the model follows its condition."
+            f"{', '.join(would[:-1])}{' and ' if len(would) > 1 else ''}{would[-1]}: the "
+            "further below those the real numbers are, the more the model follows its "
+            "condition."
+        )
+    heldout = report.get(HELDOUT, {})
+    if heldout and len(properties) > 2:
+        mads = ", ".join(
+            f"{DESCRIPTOR_SHORT.get(p, p)} {_num(heldout.get(f'mad_{p}'), '.3g')}"
+            for p in properties
+        )
+        notes.append(
+            f"Every property at once, at the values of held-out molecules: MAD {mads}; "
+            f"all on target {_num(heldout.get('hit_joint'), '.1%')}."
         )
     recon = report.get("reconstruction", {})
     if recon:
@@ -211,11 +269,13 @@ st.title("MolScope")
 st.markdown(
     "A **conditional Transformer VAE** that writes molecules as "
     "[SELFIES](https://github.com/aspuru-guzik-group/selfies) strings, one symbol at a time, "
-    "aimed at a target **LogP** (Crippen octanol–water partition coefficient) and **TPSA** "
-    "(topological polar surface area, Å²). Every SELFIES string decodes to a valid molecule, "
-    "so the question is not *whether* it writes chemistry but whether it listens to the "
-    "targets. The encoder maps a molecule to a latent code *z*; the decoder reads "
-    "[LogP, TPSA, z] as a prefix and writes the molecule under a causal mask."
+    "aimed at target properties: by default **LogP** (Crippen octanol–water partition "
+    "coefficient) and **TPSA** (topological polar surface area, Å²), or any descriptors "
+    "(QED, SA score, MW, ...) a model is trained on, on MOSES or on your own molecules. Every "
+    "SELFIES string decodes to a valid molecule, so the question is not *whether* it writes "
+    "chemistry but whether it listens to the targets. The encoder maps a molecule to a "
+    "latent code *z*; the decoder reads [conditions, z] (e.g. [LogP, TPSA, z]) as a prefix "
+    "and writes the molecule under a causal mask."
 )
 
 name = selected_checkpoint()
@@ -224,6 +284,7 @@ st.subheader(f"Checkpoint `{name}`")
 if not folder.is_dir():
     st.warning(f"There is no checkpoint folder '{name}'. Pick one in the sidebar.")
 else:
+    show_data(folder)
     show_evaluation(name, folder)
     show_training(folder)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import shlex
-from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -14,7 +13,8 @@ import streamlit as st
 
 from core import runs
 from core.checkpoint import METRICS, read_metrics
-from core.data import DEFAULT_DATA, FULL_DATA
+from core.chem import DESCRIPTOR_LABELS, DESCRIPTORS
+from core.data import list_datasets
 from ui.common import (
     available_checkpoints,
     checkpoints_root,
@@ -39,8 +39,7 @@ VAL_METRICS = {
     "val_token_acc": "Token accuracy (teacher-forced)",
     "val_kl": "KL (nats/molecule)",
     "val_active_units": "Active latent units",
-    "val_mae_logp": "Property head MAE: LogP",
-    "val_mae_tpsa": "Property head MAE: TPSA (Å²)",
+    **{f"val_mae_{p}": f"Property head MAE: {DESCRIPTOR_LABELS[p]}" for p in DESCRIPTORS},
 }
 NOT_CURVES = {"step", "split", "epoch", "time", "tokens"}
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b"]
@@ -52,6 +51,9 @@ STATE_BADGE = {
     "ended": ":gray-badge[ended]",
     "none": ":gray-badge[not started]",
 }
+SCRATCH = "(none: train from scratch)"
+SIZE_OPTIONS = ("d_model", "n_heads", "n_layers", "d_ff", "enc_d_model", "enc_heads")
+SIZE_OPTIONS += ("enc_layers", "enc_d_ff", "latent_dim")  # kept from the base when fine-tuning
 SMALL_MODEL = {
     "d_model": 64,
     "n_heads": 4,
@@ -237,6 +239,17 @@ with st.container(border=True):
         st.error(str(exc))
         valid_name = False
     exists = valid_name and (root / name / "config.json").exists()
+    base = SCRATCH
+    if mode == "new run":
+        bases = [n for n, problem in found.items() if problem is None and n != name]
+        base = st.selectbox(
+            "Start from",
+            [SCRATCH, *bases],
+            key="init_from",
+            help="Fine-tune a trained checkpoint on the data: its sizes (and closed loop) are "
+            "kept, symbols the data adds get new rows, new properties fresh conditions. The "
+            "normal route for a small dataset.",
+        )
     with st.form("run_form", border=False):
         if mode == "resume":
             have = runs.checkpoint_step(root / name) if exists else None
@@ -248,13 +261,35 @@ with st.container(border=True):
             more = st.number_input("More steps", 10, 100_000, 200, step=10, key="more_steps")
             options = {"max_steps": (have or 0) + more}
         else:
+            datasets = {str(info.path): info for info in list_datasets(runs.default_data_root())}
+            a, b = st.columns(2)
+            data_path = a.selectbox(
+                "Data",
+                list(datasets),
+                format_func=lambda p: f"{datasets[p].name} · {datasets[p].n_rows:,} molecules",
+                key="data",
+                help="Any prepared dataset: MOSES, or your own (Dataset page → Your molecules).",
+            )
+            properties = b.multiselect(
+                "Condition on",
+                list(DESCRIPTORS),
+                default=["logp", "tpsa"],
+                format_func=DESCRIPTOR_LABELS.get,
+                key="properties",
+                help="The properties the model is given as targets (and learns to hit).",
+            )
+            fine_tune = base != SCRATCH
             a, b, c, d = st.columns(4)
             steps = a.number_input("Steps", 10, 100_000, 200, step=10, key="max_steps")
             batch = b.number_input("Batch size", 8, 512, 64, step=8, key="batch_size")
-            width = c.selectbox("Decoder width", [32, 64, 128, 256], index=1, key="d_model")
-            layers = d.number_input("Decoder layers", 1, 8, 2, key="n_layers")
+            width = c.selectbox(
+                "Decoder width", [32, 64, 128, 256], index=1, key="d_model", disabled=fine_tune
+            )
+            layers = d.number_input("Decoder layers", 1, 8, 2, key="n_layers", disabled=fine_tune)
             a, b, c, d = st.columns(4)
-            latent = a.selectbox("Latent size", [2, 4, 8, 16, 32], index=2, key="latent_dim")
+            latent = a.selectbox(
+                "Latent size", [2, 4, 8, 16, 32], index=2, key="latent_dim", disabled=fine_tune
+            )
             limit = b.number_input(
                 "Molecules used",
                 500,
@@ -266,10 +301,11 @@ with st.container(border=True):
             )
             lr = c.number_input("Peak learning rate", 1e-5, 1e-2, 1e-3, format="%.4f", key="lr")
             minutes = d.number_input("Time limit (min)", 1, 600, 10, key="max_minutes")
-            sources = [p for p in (DEFAULT_DATA, FULL_DATA) if Path(p).is_file()]
-            data_path = st.selectbox(
-                "Data", sources, format_func=lambda p: Path(p).name, key="data"
-            )
+            if fine_tune:
+                st.caption(
+                    f"Fine-tuning `{base}`: the model's sizes are its own; a lower learning "
+                    "rate (e.g. 0.0003) keeps more of what it knows."
+                )
             options = {
                 **SMALL_MODEL,
                 "data": str(data_path),
@@ -285,7 +321,11 @@ with st.container(border=True):
                 "warmup": max(1, min(300, steps // 10)),
                 "kl_anneal": max(1, steps // 2),
                 "eval_every": max(10, steps // 5),
+                "properties": ",".join(properties),
             }
+            if fine_tune:
+                options = {k: v for k, v in options.items() if k not in SIZE_OPTIONS}
+                options["init_from"] = str(root / base)
         overwrite = False
         if mode == "new run" and exists:
             overwrite = st.checkbox(
@@ -304,6 +344,9 @@ with st.container(border=True):
         submitted = st.form_submit_button(
             "Resume" if mode == "resume" else "Start", type="primary", disabled=not valid_name
         )
+        no_properties = mode == "new run" and not properties
+        if submitted and no_properties:
+            st.error("Choose at least one property to condition on.")
     if valid_name:
         try:
             distributed = hostfile if st.session_state.get("distributed") else None
@@ -323,7 +366,7 @@ with st.container(border=True):
             st.code(text, language="bash", wrap_lines=True)
         except runs.RunError as exc:
             st.error(str(exc))
-    if submitted and valid_name:
+    if submitted and valid_name and not no_properties:
         start_run(name, options, resume=mode == "resume", overwrite=overwrite)
 
 known = runs.list_runs(runs_root)

@@ -25,7 +25,7 @@ def checkpoints(tiny_checkpoints, tmp_path, monkeypatch):
     root = tmp_path / "checkpoints"
     shutil.copytree(tiny_checkpoints, root)
     monkeypatch.setenv("MOLSCOPE_CHECKPOINTS", str(root))
-    monkeypatch.setattr(core.evaluate, "reference_grid", lambda: SMALL_GRID)
+    monkeypatch.setattr(core.evaluate, "reference_grid", lambda *args, **kwargs: SMALL_GRID)
     real = core.evaluate.reconstruction
     monkeypatch.setattr(
         core.evaluate, "reconstruction", lambda b, selfies, props: real(b, selfies[:8], props[:8])
