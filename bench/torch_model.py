@@ -2,8 +2,8 @@
 
 Same modules, same parameter names and shapes (so MLX weights load one to one), same
 encoder / decoder / prefix / condition embedding / closed-loop feedback embedding / property
-head, the same loss as ``core.train.loss_fn`` (KL with free bits) with the same per-step noise
-(``core.train._step_noise``) and the same KV-cache decoding loop as
+head, the same loss as ``core.losses.loss_fn`` (KL with free bits) with the same per-step noise
+(``core.trainstep.step_noise``) and the same KV-cache decoding loop as
 ``core.generate.generate_step``. The optimizer is ``torch.optim.AdamW`` on the same schedule;
 unlike MLX's AdamW it applies bias correction, which costs nothing measurable.
 """
@@ -18,8 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from core.config import TrainArgs
 from core.model import ModelArgs
-from core.train import TrainArgs
 
 
 class Sequential(nn.Module):
@@ -249,7 +249,7 @@ def loss_fn(
     model: Model, ids, valid, props, targets, present, prefix, eps, beta: float,
     targs: TrainArgs, bos,
 ):  # fmt: skip
-    """``core.train.loss_fn``: CE per token + beta * KL with free bits + property MSE; the
+    """``core.losses.loss_fn``: CE per token + beta * KL with free bits + property MSE; the
     model is conditioned on ``targets``, the property head learns ``props``."""
     logits, mu, logvar = model(ids, valid, targets, present, eps, bos, prefix_props=prefix)
     mask = valid.to(torch.float32)
@@ -265,7 +265,7 @@ def loss_fn(
 
 
 def learning_rate(step: int, targs: TrainArgs) -> float:
-    """``core.train.make_optimizer``'s schedule: linear warmup, then cosine decay."""
+    """``core.trainstep.make_optimizer``'s schedule: linear warmup, then cosine decay."""
     warmup = max(targs.warmup, 1)
     if step < warmup:
         return targs.lr * (0.01 + 0.99 * step / warmup)
@@ -276,7 +276,7 @@ def learning_rate(step: int, targs: TrainArgs) -> float:
 
 
 def step_noise(B: int, P: int, Z: int, targs: TrainArgs):
-    """``core.train._step_noise``: target noise (B, P) in σ units, presence flags (B, P)
+    """``core.trainstep.step_noise``: target noise (B, P) in σ units, presence flags (B, P)
     (each condition dropped on its own, all of a row with ``uncond_drop``), the VAE's noise."""
     keep = torch.rand(B, P) >= targs.cond_drop
     if targs.uncond_drop > 0:
@@ -287,7 +287,7 @@ def step_noise(B: int, P: int, Z: int, targs: TrainArgs):
 
 def make_train_step(model: Model, targs: TrainArgs, bos: int):
     """A function (ids, valid, props, prefix, beta) -> loss doing one full optimizer step,
-    like ``core.train.make_train_step`` (target noise, condition dropout,
+    like ``core.trainstep.make_train_step`` (target noise, condition dropout,
     reparameterisation, clipping)."""
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=targs.lr, weight_decay=targs.weight_decay, eps=1e-8, foreach=True

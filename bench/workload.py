@@ -23,17 +23,12 @@ from mlx.utils import tree_flatten
 
 from core.batches import BUCKET_BATCHES, EncodedSet, encode_set, epoch_batches, take
 from core.checkpoint import Bundle, CheckpointError, load_checkpoint
+from core.config import TrainArgs
 from core.data import load_dataset
 from core.model import Model, ModelArgs
 from core.tokenizer import Tokenizer
-from core.train import (
-    TrainArgs,
-    make_optimizer,
-    make_sharded_train_step,
-    make_train_step,
-    prefix_arrays,
-    property_scales,
-)
+from core.trainset import prefix_arrays, property_scales
+from core.trainstep import make_optimizer, make_sharded_train_step, make_train_step
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINT = ROOT / "checkpoints" / "default"
@@ -144,7 +139,7 @@ def build_workload(quick: bool = False) -> Workload:
 
 def _with_prefix(bundle: Bundle, data: EncodedSet, rows: np.ndarray) -> EncodedSet:
     """``rows`` of ``data`` encoded again with the properties of every prefix, which a
-    closed-loop decoder reads (``core.train.prefix_arrays``, as training computes them)."""
+    closed-loop decoder reads (``core.trainset.prefix_arrays``, as training computes them)."""
     selfies = [bundle.tokenizer.decode(row) for row in data.ids[rows]]
     prefix = prefix_arrays(pd.DataFrame({"selfies": selfies}), bundle)
     return encode_set(selfies, data.props[rows], bundle.tokenizer, bundle.args.max_len, prefix)
@@ -175,7 +170,7 @@ def mlx_train_step(
     work: Workload, activation: str | None = None, compiled: bool = True, seed: int = 0
 ) -> tuple[Model, Callable[[], None]]:
     """A fresh model (same seed, same weights) and a function running one full training
-    step of ``core.train.make_train_step`` on the workload's batch."""
+    step of ``core.trainstep.make_train_step`` on the workload's batch."""
     args = work.args if activation is None else replace(work.args, activation=activation)
     model, optimizer = fresh_model(work, args, seed)
     step = make_train_step(model, optimizer, work.targs, work.bundle.tokenizer.bos_id)
@@ -197,7 +192,7 @@ def mlx_train_step(
 
 def mlx_sharded_train_step(work: Workload, world, seed: int = 0) -> Callable[[], None]:
     """This rank's part of one data-parallel training step on the workload's batch
-    (``core.train.make_sharded_train_step``: its rows, the gradients averaged over the ranks,
+    (``core.trainstep.make_sharded_train_step``: its rows, the gradients averaged over the ranks,
     the same update everywhere). Every rank builds the same initial weights from ``seed``."""
     model, optimizer = fresh_model(work, work.args, seed)
     bos = work.bundle.tokenizer.bos_id

@@ -211,6 +211,20 @@ def resolve(path: Path | str) -> Path:
     raise CheckpointError(f"{path / CONFIG} is missing")
 
 
+def has_checkpoint(path: Path | str) -> bool:
+    """Whether ``path`` holds a complete checkpoint, or a complete copy that a crash left
+    between the renames of a swap (``resolve``).
+
+    >>> has_checkpoint("/nonexistent")
+    False
+    """
+    try:
+        resolve(path)
+    except CheckpointError:
+        return False
+    return True
+
+
 def read_config(path: Path | str) -> dict:
     """Parse and check ``config.json`` of a checkpoint folder."""
     file = resolve(path) / CONFIG
@@ -327,6 +341,20 @@ def read_metrics(path: Path | str) -> list[dict]:
             stacklevel=2,
         )
     return rows
+
+
+def append_metrics(path: Path | str, row: dict) -> None:
+    """Add ``row`` to the ``metrics.jsonl`` of the checkpoint folder ``path``."""
+    with open(Path(path) / METRICS, "a") as fh:
+        fh.write(json.dumps(row) + "\n")
+
+
+def truncate_metrics(path: Path | str, step: int) -> None:
+    """Drop the rows logged after ``step`` (a resumed run logs them again)."""
+    rows = [r for r in read_metrics(path) if r.get("step", 0) <= step]
+    tmp = Path(path) / f"{METRICS}.tmp-{os.getpid()}"
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    os.replace(tmp, Path(path) / METRICS)  # a kill mid-write never empties the run's history
 
 
 def list_checkpoints(root: Path | str = "checkpoints") -> dict[str, str | None]:

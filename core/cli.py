@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable
 
@@ -19,6 +20,19 @@ class OneLineParser(argparse.ArgumentParser):
 # the project's own error classes and OS errors (a path the user gave); anything else is a bug
 # and keeps its traceback
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError, OSError)
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM, so a long command can stop cleanly (save, then exit 0) at its
+    next step instead of dying mid-write."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._set)
+
+    def _set(self, signum, _frame) -> None:
+        self.signal = signum
 
 
 def run_cli(main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser) -> None:

@@ -523,6 +523,42 @@ def _nothing_usable(input_path: Path, n_in: int, counts: dict[str, int]) -> Data
     )
 
 
+def _check_options(test_fraction: float, prefix_features: Sequence[str]) -> None:
+    """DataError for a test fraction outside [0, 1) or an unknown descriptor."""
+    if not 0 <= test_fraction < 1:
+        raise DataError(f"--test-fraction must be in [0, 1), got {test_fraction}")
+    unknown = set(prefix_features) - set(PROPERTY_COLUMNS)
+    if unknown:
+        raise DataError(f"unknown descriptors {sorted(unknown)}; known: {PROPERTY_COLUMNS}")
+
+
+def _by_row(*frames: pd.DataFrame) -> pd.DataFrame:
+    """The rejected rows of ``frames`` together, in input order."""
+    parts = [frame for frame in frames if len(frame)]
+    rejected = pd.concat(parts) if parts else pd.DataFrame(columns=REJECTED_COLUMNS)
+    return rejected.astype({"row": "int64"}).sort_values("row", kind="stable")
+
+
+def _save_with_rejected(
+    kept: pa.Table, rejected: pd.DataFrame, out: Path, identity: dict
+) -> Path | None:
+    """``kept`` saved to ``out`` and the ``rejected`` rows, when there are any, beside it
+    (``rejected_file``, whose path is returned); a stale one of an overwritten table goes."""
+    side = rejected_file(out)
+    tmp_side = _tmp(side)
+    try:
+        if len(rejected):
+            rejected.to_csv(tmp_side, index=False)
+        _save(kept, out, identity)
+        if len(rejected):
+            os.replace(tmp_side, side)
+        else:
+            side.unlink(missing_ok=True)
+    finally:
+        tmp_side.unlink(missing_ok=True)
+    return side if len(rejected) else None
+
+
 def prepare_input(
     input_path: Path | str,
     out: Path | str | None = None,
@@ -553,11 +589,7 @@ def prepare_input(
     (2, {'duplicate': 1, 'not a valid SMILES': 1})
     """
     start = time.perf_counter()
-    if not 0 <= test_fraction < 1:
-        raise DataError(f"--test-fraction must be in [0, 1), got {test_fraction}")
-    unknown = set(prefix_features) - set(PROPERTY_COLUMNS)
-    if unknown:
-        raise DataError(f"unknown descriptors {sorted(unknown)}; known: {PROPERTY_COLUMNS}")
+    _check_options(test_fraction, prefix_features)
     input_path = Path(input_path)
     out = _checked_out(out if out is not None else default_out(input_path))
     if out.exists() and not overwrite:
@@ -587,18 +619,15 @@ def prepare_input(
         out, found.smiles, found.rows, [""] * len(found.smiles), workers, source
     )
     first, duplicates = _deduplicate(table.to_pandas())
-    parts = [frame for frame in (unreadable, rejected, duplicates) if len(frame)]
-    rejected = pd.concat(parts) if parts else pd.DataFrame(columns=REJECTED_COLUMNS)
-    rejected = rejected.astype({"row": "int64"}).sort_values("row", kind="stable")
+    rejected = _by_row(unreadable, rejected, duplicates)
     counts = _reason_counts(rejected)
     if len(first) == 0:
         shutil.rmtree(partial)
         raise _nothing_usable(input_path, n_in, counts)
     splits = _split(len(first), test_fraction, seed)
     kept = pa.Table.from_pandas(first.assign(split=splits), preserve_index=False)
-    kept = kept.select([*schema(prefix_features).names, INPUT_ROW]).cast(
-        _chunk_schema(prefix_features)
-    )
+    kept = kept.select([*schema(prefix_features).names, INPUT_ROW])
+    kept = kept.cast(_chunk_schema(prefix_features))
     n_train = int((splits == "train").sum())
     identity = {
         **_identity(source, n_in, kept.num_rows),
@@ -606,30 +635,13 @@ def prepare_input(
         "n_train": n_train,
         "n_test": kept.num_rows - n_train,
     }
-    side = rejected_file(out)
-    tmp_side = _tmp(side)
-    try:
-        if len(rejected):
-            rejected.to_csv(tmp_side, index=False)
-        _save(kept, out, identity)
-        if len(rejected):
-            os.replace(tmp_side, side)
-        else:
-            side.unlink(missing_ok=True)  # a stale one of an overwritten table
-    finally:
-        tmp_side.unlink(missing_ok=True)
+    side = _save_with_rejected(kept, rejected, out, identity)
     shutil.rmtree(partial)
     return PrepareReport(
-        out=out,
-        n_in=n_in,
-        n_ok=kept.num_rows,
-        n_failed=n_in - kept.num_rows,
-        n_resumed=n_resumed,
-        seconds=time.perf_counter() - start,
-        rejected=counts,
-        rejected_file=side if len(rejected) else None,
-        n_train=n_train,
-    )
+        out=out, n_in=n_in, n_ok=kept.num_rows, n_failed=n_in - kept.num_rows,
+        n_resumed=n_resumed, seconds=time.perf_counter() - start, rejected=counts,
+        rejected_file=side, n_train=n_train,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

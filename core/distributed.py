@@ -81,6 +81,13 @@ class World:
 
         return tree_map(from_main, tree)
 
+    def replicate(self, model, optimizer) -> None:
+        """Every rank's ``model`` weights and ``optimizer`` state made rank 0's: the replicas
+        start identical even where random init differs between machines."""
+        model.update(self.broadcast(model.parameters()))
+        optimizer.state = self.broadcast(optimizer.state)
+        mx.eval(model.parameters(), optimizer.state)
+
 
 def init_world(backend: str = "ring") -> World:
     """Join the process group that ``mlx.launch --backend BACKEND`` started.

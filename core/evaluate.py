@@ -30,11 +30,13 @@ import mlx.core as mx
 import numpy as np
 import pandas as pd
 
-from core.batches import encode_set, take
+from core.batches import EncodedSet, encode_set, take
 from core.checkpoint import Bundle, PropertyScale, load_checkpoint
 from core.chem import COUNT_DESCRIPTORS, DESCRIPTOR_STEPS
 from core.generate import GenerationError, generate, generate_step, make_sampler, score
+from core.losses import gaussian_kl, masked_cross_entropy
 from core.targets import csv_properties
+from core.trainset import prefix_arrays
 
 LOGP_GRID = (1.0, 2.0, 3.0)
 TPSA_GRID = (40.0, 60.0, 80.0, 100.0)
@@ -204,8 +206,6 @@ def training_smiles(bundle: Bundle) -> set[str]:
 
 def reconstruction(bundle: Bundle, selfies: list[str], props: np.ndarray) -> dict:
     """Teacher-forced token accuracy vs greedy free-running exact match, with z = mu."""
-    from core.train import prefix_arrays
-
     args, tok = bundle.args, bundle.tokenizer
     rows = pd.DataFrame({"selfies": selfies})
     prefix = prefix_arrays(rows, bundle) if args.feedback else None
@@ -226,7 +226,7 @@ def reconstruction(bundle: Bundle, selfies: list[str], props: np.ndarray) -> dic
     steps = [s.tokens for s in generate_step(bundle, targets, n=len(data), z=mu, sampler=greedy)]
     decoded = [tok.decode(row) for row in np.stack(steps, axis=1)]
     exact = [d == s for d, s in zip(decoded, selfies[: len(data)], strict=True)]
-    kl_dim = np.array((0.5 * (mu * mu + mx.exp(logvar) - 1 - logvar)).mean(axis=0))
+    kl_dim = np.array(gaussian_kl(mu, logvar).mean(axis=0))
     return {
         "teacher_forced_token_acc": acc,
         "free_running_exact_match": float(np.mean(exact)),
@@ -234,6 +234,48 @@ def reconstruction(bundle: Bundle, selfies: list[str], props: np.ndarray) -> dic
         "active_units": int((np.array(mu).var(axis=0) > 0.01).sum()),
         "latent_dim": args.latent_dim,
     }
+
+
+def evaluate_batches(bundle: Bundle, data: EncodedSet, batch_size: int = 256) -> dict:
+    """Validation metrics of ``data`` with all conditions present and z = mu (deterministic):
+    reconstruction CE and accuracy per token, KL per molecule, active latent units, and the
+    property head's MAE of each property (in its own units)."""
+    model, args = bundle.model, bundle.args
+    bos = bundle.tokenizer.bos_id
+    totals = {"ce": 0.0, "correct": 0.0, "tokens": 0.0, "kl": 0.0, "n": 0}
+    abs_err = np.zeros(len(args.properties))
+    mus = []
+    for start in range(0, len(data), batch_size):
+        rows = np.arange(start, min(start + batch_size, len(data)))
+        ids, valid, props, prefix = (mx.array(a) for a in take(data, rows))
+        present = mx.ones(props.shape)
+        eps = mx.zeros((len(rows), args.latent_dim))
+        logits, mu, logvar, pred, _ = model(
+            ids, valid, props, present, eps, bos, prefix_props=prefix
+        )
+        mask = valid.astype(mx.float32)
+        ce = masked_cross_entropy(logits, ids, valid, reduction="sum")
+        correct = ((logits.argmax(-1) == ids) * mask).sum()
+        kl = gaussian_kl(mu, logvar).sum()
+        err = mx.abs(pred - props).sum(axis=0)
+        mx.eval(ce, correct, kl, err, mu)
+        totals["ce"] += ce.item()
+        totals["correct"] += correct.item()
+        totals["tokens"] += mask.sum().item()
+        totals["kl"] += kl.item()
+        totals["n"] += len(rows)
+        abs_err += np.array(err)
+        mus.append(np.array(mu))
+    mu_all = np.concatenate(mus)
+    out = {
+        "val_recon": totals["ce"] / totals["tokens"],
+        "val_token_acc": totals["correct"] / totals["tokens"],
+        "val_kl": totals["kl"] / totals["n"],
+        "val_active_units": int((mu_all.var(axis=0) > 0.01).sum()),
+    }
+    for i, name in enumerate(args.properties):
+        out[f"val_mae_{name}"] = float(abs_err[i] / totals["n"] * bundle.scales[name].std)
+    return out
 
 
 def latent_sensitivity(bundle: Bundle, n: int = 200, seed: int = 0) -> float:
@@ -350,6 +392,27 @@ def heldout_conditioning(
     return out
 
 
+def _overall(rows: list[dict]) -> dict:
+    """Validity and uniqueness averaged over the targets' rows."""
+    return {
+        "validity": float(np.mean([r["validity"] for r in rows] or [math.nan])),
+        "uniqueness": float(np.mean([r["uniqueness"] for r in rows] or [math.nan])),
+    }
+
+
+def _unconditional(free: pd.DataFrame, table: pd.DataFrame, names: list[str]) -> dict:
+    """Validity and each property's mean and SD of the unconditional samples ``free``, beside
+    the training split's of ``table``."""
+    out = {"n": len(free), "validity": float((free.smiles != "").mean())}
+    train = table[table.split == "train"]
+    for p in names:
+        out[f"{p}_mean"] = float(free[p].mean())
+        out[f"{p}_std"] = float(free[p].std())
+        out[f"data_{p}_mean"] = float(train[p].mean())
+        out[f"data_{p}_std"] = float(train[p].std())
+    return out
+
+
 def evaluate(
     bundle: Bundle,
     n: int = 1000,
@@ -405,12 +468,6 @@ def evaluate(
         test = table.head(n_recon)
     report((len(known) + 4) / steps, "reconstruction and latent use")
     props = np.stack([bundle.scales[p].normalise(test[p].to_numpy()) for p in names], axis=1)
-    unconditional = {"n": len(free), "validity": float((free.smiles != "").mean())}
-    for p in names:
-        unconditional[f"{p}_mean"] = float(free[p].mean())
-        unconditional[f"{p}_std"] = float(free[p].std())
-        unconditional[f"data_{p}_mean"] = float(table.loc[table.split == "train", p].mean())
-        unconditional[f"data_{p}_std"] = float(table.loc[table.split == "train", p].std())
     result = {
         "checkpoint": str(bundle.path),
         "properties": names,
@@ -421,8 +478,7 @@ def evaluate(
         "temperature": temperature,
         "cfg_scale": cfg_scale,
         "overall": {
-            "validity": float(np.mean([r["validity"] for r in rows] or [math.nan])),
-            "uniqueness": float(np.mean([r["uniqueness"] for r in rows] or [math.nan])),
+            **_overall(rows),
             "novelty": len(unique - train) / max(len(unique), 1),
             "internal_diversity": tanimoto_diversity(list(sample)),
         },
@@ -430,7 +486,7 @@ def evaluate(
         "shuffled": shuffled(rows, tables, names, windows, strict),
         "targets": rows,
         HELDOUT: heldout,
-        "unconditional": unconditional,
+        "unconditional": _unconditional(free, table, names),
         "reconstruction": reconstruction(bundle, test.selfies.tolist(), props),
         "latent_sensitivity": latent_sensitivity(bundle, n=min(n, 200), seed=seed),
         "moses": moses,

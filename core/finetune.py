@@ -135,3 +135,19 @@ def grow(base: Bundle, tokenizer: Tokenizer, properties: Sequence[str], seed: in
     model.update(tree_unflatten(grown))
     mx.eval(model.parameters())
     return model
+
+
+def growth_note(base: Bundle, tokenizer: Tokenizer, properties: Sequence[str]) -> str:
+    """One line on what fine-tuning ``base`` keeps and adds (``tokenizer``, ``properties``).
+
+    >>> import sys; sys.path.insert(0, "tests"); from tiny import tiny_bundle
+    >>> base = tiny_bundle()
+    >>> growth_note(base, union_tokenizer(base.tokenizer, ["[C][Br]"]), ["logp", "qed"])[-37:]
+    "1 new symbols, new conditions ['qed']"
+    """
+    new = [p for p in properties if p not in base.properties] or "none"
+    return (
+        f"note: fine-tuning {base.path} ({base.args.d_model} wide, {base.args.n_layers} layers;"
+        f" its sizes and closed-loop setting are kept): {len(tokenizer) - len(base.tokenizer)}"
+        f" new symbols, new conditions {new}"
+    )

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 from tiny import tiny_bundle
 
+from core.config import TrainArgs
 from core.generate import generate_step, make_sampler
+from core.losses import loss_fn
 from core.model import count_parameters
-from core.train import TrainArgs, loss_fn
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_torch = pytest.mark.skipif(

@@ -8,10 +8,11 @@ import selfies as sf
 from tiny import tiny_bundle
 
 from core.chem import describe, selfies_to_mol
+from core.config import TrainArgs
 from core.data import load_dataset
 from core.feedback import PrefixTracker, prefix_properties, prefix_table
 from core.generate import condition_arrays, generate, generate_step, make_sampler, prefix_inputs
-from core.train import TrainArgs, _step_noise
+from core.trainstep import step_noise
 
 NAMES = ["logp", "tpsa"]
 
@@ -136,7 +137,7 @@ def test_decoding_needs_feedback_inputs(bundle):
 
 def test_training_noise_and_unconditional_rows():
     targs = TrainArgs(cond_drop=0.1, uncond_drop=0.3, target_noise=0.1)
-    noise, present, _ = _step_noise(mx.random.key(0), 4000, 2, 4, targs)
+    noise, present, _ = step_noise(mx.random.key(0), 4000, 2, 4, targs)
     noise, present = np.array(noise), np.array(present)
     assert abs(noise.std() - 0.1) < 0.01
     none = (present.sum(axis=1) == 0).mean()

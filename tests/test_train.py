@@ -4,6 +4,7 @@ from the saved step with the same batches; a non-finite loss never reaches a che
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -119,3 +120,21 @@ def test_existing_checkpoint_needs_resume_or_overwrite(reference_run):
     result = train("--out", str(reference_run), "--max-steps", "1", *TINY)
     assert result.returncode != 0 and "--resume or --overwrite" in result.stderr
     assert os.path.exists(reference_run / "model.safetensors")
+
+
+def test_resume_reads_older_and_newer_train_args(reference_run, tmp_path):
+    """A state.json whose train_args lack fields added since (their defaults apply) or hold
+    fields that no longer exist (ignored) still resumes."""
+    out = tmp_path / "ck"
+    shutil.copytree(reference_run, out)
+    state = json.loads((out / "state.json").read_text())
+    del state["train_args"]["prop_weight"], state["train_args"]["min_lr_ratio"]
+    state["train_args"]["a_retired_option"] = 1
+    (out / "state.json").write_text(json.dumps(state))
+    result = train("--out", str(out), "--resume", "--max-steps", "14", *TINY)
+    assert result.returncode == 0, result.stderr[-2000:]
+    train_args = json.loads((out / "state.json").read_text())["train_args"]
+    assert json.loads((out / "state.json").read_text())["step"] == 14
+    assert train_args["prop_weight"] == 0.1 and train_args["min_lr_ratio"] == 0.1
+    assert "a_retired_option" not in train_args
+    assert train_args["total_steps"] == 14  # --max-steps past the schedule lengthens it
