@@ -7,6 +7,7 @@ The decoder reads ``[conditions..., z, BOS, symbols...]``; the encoder reads
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import mlx.core as mx
@@ -239,8 +240,11 @@ def _is_atom_token(token: str) -> bool:
     return token[:1].isalpha() or token.startswith("[")
 
 
-def partial_properties(selfies_prefix: str) -> dict | None:
-    """LogP/TPSA of the molecule a SELFIES prefix decodes to, and its newest atom.
+def partial_properties(
+    selfies_prefix: str, names: Sequence[str] = PARTIAL_PROPERTIES
+) -> dict | None:
+    """The descriptors ``names`` (LogP and TPSA by default) of the molecule a SELFIES prefix
+    decodes to, and its newest atom.
 
     ``smiles`` keeps the decoder's atom order, so ``newest_atom`` (the atom made by the
     latest atom-making symbol) indexes the molecule parsed from it. None when the prefix
@@ -249,6 +253,8 @@ def partial_properties(selfies_prefix: str) -> dict | None:
     >>> p = partial_properties("[C][C][O]")
     >>> p["smiles"], p["newest_atom"], round(p["tpsa"], 2)
     ('CCO', 2, 20.23)
+    >>> partial_properties("[C][C][O]", ["hbd"])["hbd"]
+    1.0
     """
     try:
         smiles, attribution = sf.decoder(selfies_prefix, attribute=True)
@@ -268,7 +274,7 @@ def partial_properties(selfies_prefix: str) -> dict | None:
         "smiles": smiles,
         "n_atoms": n_atoms,
         "newest_atom": newest,
-        **describe(mol, PARTIAL_PROPERTIES),
+        **describe(mol, names),
     }
 
 

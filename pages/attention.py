@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
-from core.chem import DESCRIPTOR_LABELS, MAX_SMILES_CHARS, describe_smiles, mol_to_png
+from core.chem import (
+    DESCRIPTOR_LABELS,
+    DESCRIPTOR_SHORT,
+    MAX_SMILES_CHARS,
+    describe_smiles,
+    mol_to_png,
+)
 from core.feedback import prefix_properties
 from core.generate import GenerationError, prefix_inputs
 from core.inspect import (
@@ -22,15 +26,13 @@ from core.inspect import (
     uniform_share,
 )
 from core.pool import on_pool
+from ui.charts import detail_figure, leak_figure, overview_figure, share_figure
 from ui.common import ensure_app_frame, require_bundle, require_dataset
 
 ensure_app_frame()
 
 N_CHOICES = 36  # dataset molecules offered in the picker
-MASKED = "#d4d4d4"  # cells the causal mask hides: grey, never a colour of the scale
-PREFIX = "#c2410c"  # tick labels of the condition/z/BOS prefix
-SHORT = {"logp": "LogP", "tpsa": "TPSA"}
-COLOURS = "Viridis"
+SHORT = DESCRIPTOR_SHORT
 
 bundle = require_bundle()
 data = require_dataset()
@@ -54,172 +56,33 @@ def picker_molecules(_data, checkpoint: str, n: int = N_CHOICES) -> list[dict]:
     return sorted(rows, key=lambda r: len(r["smiles"]))
 
 
-def tick_text(labels: list[str], n_special: int) -> list[str]:
-    """Axis labels with the prefix (conditions, z, [BOS]) in bold colour."""
-    return [
-        f"<b><span style='color:{PREFIX}'>{t}</span></b>" if i < n_special else t
-        for i, t in enumerate(labels)
-    ]
-
-
-def heatmap_traces(weights: np.ndarray, causal: np.ndarray | None, labels: list[str], **kw):
-    """The mask as a grey layer and the weights (NaN where masked) on top of it."""
-    traces = []
-    z = weights.astype(float)
-    if causal is not None:
-        z = np.where(causal, z, np.nan)
-        traces.append(
-            go.Heatmap(
-                z=np.where(causal, np.nan, 1.0),
-                colorscale=[[0, MASKED], [1, MASKED]],
-                showscale=False,
-                hoverinfo="skip",
-            )
-        )
-    text = [
-        [f"{labels[r]} (row {r}) → {labels[c]}" for c in range(len(labels))]
-        for r in range(len(labels))
-    ]
-    traces.append(
-        go.Heatmap(
-            z=z,
-            text=text,
-            colorscale=COLOURS,
-            hovertemplate="%{text}: %{z:.3f}<extra></extra>",
-            **kw,
-        )
+def maps_view(
+    kind: str,
+    layers: list[np.ndarray],
+    causal: np.ndarray | None,
+    labels: list[str],
+    n_special: int,
+) -> None:
+    """Every head of the decoder or encoder (``kind``) as a thumbnail, then one picked layer
+    and head in full."""
+    key = f"att_{kind[:3].lower()}"
+    zmax = float(max(w.max() for w in layers))
+    st.plotly_chart(overview_figure(layers, causal, zmax, kind.lower()), key=f"{key}_overview")
+    c_layer, c_head = st.columns(2)
+    layer = c_layer.segmented_control(
+        "Layer", list(range(1, len(layers) + 1)), default=1, key=f"{key}_layer"
     )
-    return traces
-
-
-def detail_figure(weights, causal, labels, n_special, title: str, zmax: float) -> go.Figure:
-    """One head's map with every position labelled (rows: queries, columns: keys)."""
-    fig = go.Figure(
-        heatmap_traces(
-            weights, causal, labels, zmin=0, zmax=zmax, colorbar=dict(title="weight", thickness=12)
-        )
+    head = c_head.segmented_control(
+        "Head", list(range(1, layers[0].shape[0] + 1)), default=1, key=f"{key}_head"
     )
-    ticks = dict(
-        tickmode="array",
-        tickvals=list(range(len(labels))),
-        ticktext=tick_text(labels, n_special),
-        tickfont_size=10,
-        showgrid=False,
+    layer, head = layer or 1, head or 1
+    title = f"{kind} layer {layer}, head {head}"
+    weights = layers[layer - 1][head - 1]
+    st.plotly_chart(
+        detail_figure(weights, causal, labels, n_special, title, zmax),
+        key=f"{key}_detail",
+        width="content",
     )
-    edge = n_special - 0.5
-    cell = max(10, min(18, 900 // len(labels)))  # px: square cells that fit the page
-    fig.update_layout(
-        title=dict(text=title, font_size=14),
-        width=cell * len(labels) + 260,
-        height=cell * len(labels) + 170,
-        margin=dict(l=0, r=0, t=40, b=0),
-        xaxis=ticks
-        | dict(title="attends to (key)", tickangle=-90, scaleanchor="y", constrain="domain"),
-        yaxis=ticks | dict(title="position (query)", autorange="reversed"),
-        plot_bgcolor="white",
-        shapes=[
-            dict(
-                type="line",
-                x0=edge,
-                x1=edge,
-                y0=-0.5,
-                y1=len(labels) - 0.5,
-                line=dict(color=PREFIX, width=1.5),
-            ),
-            dict(
-                type="line",
-                y0=edge,
-                y1=edge,
-                x0=-0.5,
-                x1=len(labels) - 0.5,
-                line=dict(color=PREFIX, width=1.5),
-            ),
-        ],
-    )
-    return fig
-
-
-def overview_figure(layers: list[np.ndarray], causal, zmax: float, prefix: str) -> go.Figure:
-    """Every layer × head as a thumbnail (rows: layers, columns: heads)."""
-    n_layers, n_heads = len(layers), layers[0].shape[0]
-    fig = make_subplots(
-        rows=n_layers,
-        cols=n_heads,
-        horizontal_spacing=0.015,
-        vertical_spacing=0.03,
-        row_titles=[f"{prefix} layer {i + 1}" for i in range(n_layers)],
-        column_titles=[f"head {h + 1}" for h in range(n_heads)],
-    )
-    labels = [str(i) for i in range(layers[0].shape[-1])]
-    for li, w in enumerate(layers):
-        for h in range(n_heads):
-            for trace in heatmap_traces(w[h], causal, labels, zmin=0, zmax=zmax, showscale=False):
-                fig.add_trace(trace, row=li + 1, col=h + 1)
-    fig.update_xaxes(showticklabels=False, showgrid=False)
-    fig.update_yaxes(showticklabels=False, showgrid=False, autorange="reversed")
-    fig.update_layout(
-        height=150 * n_layers + 40, margin=dict(l=0, r=30, t=30, b=0), plot_bgcolor="white"
-    )
-    return fig
-
-
-def share_figure(shares: dict[str, np.ndarray]) -> go.Figure:
-    """Condition share per layer × head, one panel per prefix token."""
-    fig = make_subplots(
-        rows=1, cols=len(shares), subplot_titles=list(shares), horizontal_spacing=0.06
-    )
-    top = max(0.5, max(float(share.max()) for share in shares.values()))
-    for i, share in enumerate(shares.values(), start=1):
-        n_layers, n_heads = share.shape
-        fig.add_trace(
-            go.Heatmap(
-                z=share,
-                x=[f"head {h + 1}" for h in range(n_heads)],
-                y=[f"layer {li + 1}" for li in range(n_layers)],
-                zmin=0,
-                zmax=top,
-                colorscale="Oranges",
-                texttemplate="%{z:.0%}",
-                showscale=False,
-                hovertemplate="%{y}, %{x}: %{z:.1%}<extra></extra>",
-            ),
-            row=1,
-            col=i,
-        )
-    fig.update_yaxes(autorange="reversed", showticklabels=False)
-    fig.update_yaxes(showticklabels=True, row=1, col=1)
-    fig.update_layout(height=60 * share.shape[0] + 80, margin=dict(l=60, r=0, t=30, b=0))
-    return fig
-
-
-def leak_figure(report) -> go.Figure:
-    """Max |Δ logit| per decoder position; positions before the replaced symbol must be 0."""
-    before = np.arange(len(report.labels)) < report.changed_row
-    colours = np.where(before, "#2ca02c", "#ff7f0e")
-    fig = go.Figure(
-        go.Bar(
-            x=list(range(len(report.labels))),
-            y=report.row_delta,
-            marker_color=colours.tolist(),
-            text=np.where(before & (report.row_delta == 0), "0", "").tolist(),
-            textposition="outside",
-            hovertemplate="%{customdata}: max |Δ logit| = %{y:.3g}<extra></extra>",
-            customdata=report.labels,
-        )
-    )
-    fig.update_layout(
-        height=280,
-        margin=dict(l=0, r=0, t=10, b=0),
-        xaxis=dict(
-            tickmode="array",
-            tickvals=list(range(len(report.labels))),
-            ticktext=tick_text(report.labels, bundle.args.n_prefix + 1),
-            tickangle=-90,
-            tickfont_size=10,
-        ),
-        yaxis_title="max |Δ logit|",
-    )
-    return fig
 
 
 def gap_table(selfies: str, symbols: list[str], targets: dict[str, float | None]) -> pd.DataFrame:
@@ -324,35 +187,7 @@ with tab_dec:
         "dark cells, which are allowed but get almost no attention. Orange lines separate the "
         "prefix [conditions, z, BOS] from the symbols."
     )
-    zmax = float(max(w.max() for w in maps.decoder))
-    st.plotly_chart(
-        overview_figure(maps.decoder, maps.causal, zmax, "decoder"), key="att_dec_overview"
-    )
-    c_layer, c_head = st.columns(2)
-    layer = (
-        c_layer.segmented_control(
-            "Layer", list(range(1, len(maps.decoder) + 1)), default=1, key="att_dec_layer"
-        )
-        or 1
-    )
-    head = (
-        c_head.segmented_control(
-            "Head", list(range(1, maps.decoder[0].shape[0] + 1)), default=1, key="att_dec_head"
-        )
-        or 1
-    )
-    st.plotly_chart(
-        detail_figure(
-            maps.decoder[layer - 1][head - 1],
-            maps.causal,
-            maps.decoder_labels,
-            n_special,
-            f"Decoder layer {layer}, head {head}",
-            zmax,
-        ),
-        key="att_dec_detail",
-        width="content",
-    )
+    maps_view("Decoder", maps.decoder, maps.causal, maps.decoder_labels, n_special)
     if bundle.args.feedback:
         st.markdown("**Gap inputs (closed loop)**")
         st.caption(
@@ -375,33 +210,7 @@ with tab_enc:
         "The encoder is bidirectional: every position sees every other, so nothing is masked. "
         "It reads the conditions and the whole molecule and summarises them into z."
     )
-    enc_max = float(max(w.max() for w in maps.encoder))
-    st.plotly_chart(overview_figure(maps.encoder, None, enc_max, "encoder"), key="att_enc_overview")
-    c_layer, c_head = st.columns(2)
-    e_layer = (
-        c_layer.segmented_control(
-            "Layer", list(range(1, len(maps.encoder) + 1)), default=1, key="att_enc_layer"
-        )
-        or 1
-    )
-    e_head = (
-        c_head.segmented_control(
-            "Head", list(range(1, maps.encoder[0].shape[0] + 1)), default=1, key="att_enc_head"
-        )
-        or 1
-    )
-    st.plotly_chart(
-        detail_figure(
-            maps.encoder[e_layer - 1][e_head - 1],
-            None,
-            maps.encoder_labels,
-            len(props),
-            f"Encoder layer {e_layer}, head {e_head}",
-            enc_max,
-        ),
-        key="att_enc_detail",
-        width="content",
-    )
+    maps_view("Encoder", maps.encoder, None, maps.encoder_labels, len(props))
 
 with tab_share:
     names = [SHORT.get(p, p) for p in props] + ["z"]
@@ -456,4 +265,4 @@ with tab_leak:
             "Earlier positions changed when a later symbol changed: the causal mask leaks "
             "the future."
         )
-    st.plotly_chart(leak_figure(report), key="att_leak")
+    st.plotly_chart(leak_figure(report, n_special), key="att_leak")

@@ -12,14 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from core import runs
 from core.checkpoint import CheckpointError, read_config
-from core.chem import DESCRIPTOR_LABELS, DESCRIPTORS, mol_to_png, png_data_uri
-from core.data import DataError, DatasetInfo, list_datasets, rejected_file
+from core.chem import DESCRIPTOR_LABELS, DESCRIPTORS
+from core.data import DatasetInfo, list_datasets, rejected_file
 from core.explore import (
     MAX_MATCHES,
     MAX_UPLOAD_BYTES,
@@ -34,7 +33,9 @@ from core.explore import (
     substructure_search,
 )
 from core.molfile import MAX_INPUT_BYTES
-from ui.common import cached_dataset, checkpoints_root, ensure_app_frame, selected_checkpoint
+from ui.charts import DATA, FILTERED, UPLOAD, coverage_figure, hist_figure, short_label
+from ui.common import checkpoints_root, ensure_app_frame, require_dataset, selected_checkpoint
+from ui.elements import drawing, molecule_table, name_is_valid
 
 ensure_app_frame()
 
@@ -46,7 +47,6 @@ FILTERS = {  # name -> (slider label, step, number format)
     "sa": ("SA score", 0.1, "%.1f"),
 }
 GRID_ROWS = 48  # molecules drawn per page of the grid
-DATA, FILTERED, UPLOAD, RANGE = "#b8c2cc", "#1f77b4", "#d62728", "#2ca02c"
 FORMATS = {
     "logp": "%.2f",
     "tpsa": "%.1f",
@@ -57,16 +57,6 @@ FORMATS = {
     "hba": "%d",
     "rings": "%d",
 }  # grid column formats
-SHORT = {
-    "logp": "LogP",
-    "tpsa": "TPSA (Å²)",
-    "mw": "MW (Da)",
-    "qed": "QED",
-    "sa": "SA",
-    "hbd": "HBD",
-    "hba": "HBA",
-    "rings": "Rings",
-}
 DATA_ROOT = runs.default_data_root()  # where prepared datasets are listed and written
 UPLOAD_TYPES = ["csv", "tsv", "smi", "txt", "sdf"]
 COMPARABLE = (".csv", ".smi", ".txt")  # what core.explore.parse_upload reads
@@ -96,12 +86,6 @@ def edges_for(table: pd.DataFrame) -> dict[str, np.ndarray]:
     return {name: bin_edges(name, table[name].to_numpy()) for name in described(table)}
 
 
-@st.cache_data(show_spinner=False)
-def drawing(smiles: str, atoms: tuple[int, ...] = ()) -> str:
-    """A small RDKit drawing as a data URI (matched atoms highlighted)."""
-    return png_data_uri(mol_to_png(smiles, size=(240, 150), highlight_atoms=atoms))
-
-
 @st.cache_data(show_spinner="Searching substructures…", max_entries=32)
 def search(smarts: str, ranges: tuple, split: str) -> SearchResult:
     """SMARTS matches among the filtered molecules (cached per pattern and filter)."""
@@ -123,34 +107,6 @@ def model_ranges() -> dict[str, tuple[float, float]]:
         return {}
 
 
-def hist_figure(name: str, traces: list[tuple[str, pd.DataFrame, str]], y: str) -> go.Figure:
-    """Overlaid pre-binned histograms of one descriptor (``y``: "count" or "fraction")."""
-    fig = go.Figure()
-    for label, hist, colour in traces:
-        fig.add_bar(
-            x=hist["center"],
-            y=hist[y],
-            width=hist["right"] - hist["left"],
-            name=label,
-            marker_color=colour,
-            opacity=0.75 if len(traces) > 1 else 1.0,
-            hovertemplate=f"{SHORT[name]} %{{x:.3g}}<br>{y} %{{y:.3g}}<extra>{label}</extra>",
-        )
-    fig.update_layout(
-        barmode="overlay",
-        height=230,
-        margin=dict(l=10, r=10, t=30, b=10),
-        bargap=0,
-        title=dict(text=DESCRIPTOR_LABELS[name], font_size=14),
-        showlegend=False,
-    )
-    fig.update_xaxes(nticks=6)
-    fig.update_yaxes(title_text="molecules" if y == "count" else "share", nticks=5)
-    if y == "fraction":
-        fig.update_yaxes(tickformat=".0%")
-    return fig
-
-
 def histogram_grid(
     traces_for: Callable[[str], list[tuple[str, pd.DataFrame, str]]], y: str, key: str
 ) -> None:
@@ -161,50 +117,13 @@ def histogram_grid(
             col.plotly_chart(hist_figure(name, traces_for(name), y), key=f"{key}_{name}")
 
 
-def density_figure(table: pd.DataFrame, upload: pd.DataFrame | None = None) -> go.Figure:
-    """LogP × TPSA counts of ``table`` as a heatmap, the model's range as a dashed box."""
+def coverage(table: pd.DataFrame, upload: pd.DataFrame | None = None):
+    """LogP × TPSA counts of ``table`` on the whole dataset's bins, the model's range, and
+    the ``upload``'s molecules."""
     x_edges = bin_edges("logp", data["logp"], 50)
     y_edges = bin_edges("tpsa", data["tpsa"], 40)
     counts = density_2d(table["logp"], table["tpsa"], x_edges, y_edges)
-    fig = go.Figure(
-        go.Heatmap(
-            x=(x_edges[:-1] + x_edges[1:]) / 2,
-            y=(y_edges[:-1] + y_edges[1:]) / 2,
-            z=np.where(counts > 0, counts, np.nan),
-            colorscale="Blues",
-            colorbar=dict(title="molecules"),
-            hovertemplate="LogP %{x:.2f}<br>TPSA %{y:.0f} Å²<br>%{z} molecules<extra></extra>",
-        )
-    )
-    box = model_ranges()
-    if {"logp", "tpsa"} <= set(box):
-        (x0, x1), (y0, y1) = box["logp"], box["tpsa"]
-        fig.add_shape(
-            type="rect", x0=x0, x1=x1, y0=y0, y1=y1, line=dict(color=RANGE, dash="dash", width=2)
-        )
-        fig.add_annotation(
-            x=x0,
-            y=y1,
-            text="model's training range",
-            showarrow=False,
-            xanchor="left",
-            yanchor="bottom",
-            font_color=RANGE,
-        )
-    if upload is not None and len(upload):
-        fig.add_scatter(
-            x=upload["logp"],
-            y=upload["tpsa"],
-            mode="markers",
-            name="your molecules",
-            marker=dict(color=UPLOAD, size=6, line=dict(color="white", width=0.5)),
-            hovertemplate="%{text}<br>LogP %{x:.2f}, TPSA %{y:.0f} Å²<extra></extra>",
-            text=upload["smiles"],
-        )
-    fig.update_layout(height=460, margin=dict(l=10, r=10, t=10, b=10), showlegend=False)
-    fig.update_xaxes(title_text=DESCRIPTOR_LABELS["logp"])
-    fig.update_yaxes(title_text=DESCRIPTOR_LABELS["tpsa"])
-    return fig
+    return coverage_figure(counts, x_edges, y_edges, model_ranges(), upload)
 
 
 def molecule_grid(rows: pd.DataFrame, key: str, pager: DeltaGenerator | None = None) -> None:
@@ -227,23 +146,13 @@ def molecule_grid(rows: pd.DataFrame, key: str, pager: DeltaGenerator | None = N
             "structure": [
                 drawing(s, tuple(a)) for s, a in zip(shown["smiles"], atoms, strict=True)
             ],
-            **{SHORT[n]: shown[n].to_numpy() for n in DESCRIPTORS},
+            **{short_label(n): shown[n].to_numpy() for n in DESCRIPTORS},
             **({"Split": shown["split"].to_numpy()} if "split" in shown else {}),
             "smiles": shown["smiles"].to_numpy(),
         }
     )
-    number = {SHORT[n]: st.column_config.NumberColumn(format=f) for n, f in FORMATS.items()}
-    st.dataframe(
-        grid,
-        hide_index=True,
-        row_height=110,
-        key=f"{key}_grid",
-        column_config={
-            "structure": st.column_config.ImageColumn("Structure", width="medium"),
-            "smiles": st.column_config.TextColumn("SMILES", width="large"),
-            **number,
-        },
-    )
+    number = {short_label(n): st.column_config.NumberColumn(format=f) for n, f in FORMATS.items()}
+    molecule_table(grid, f"{key}_grid", number)
 
 
 def dataset_label(info: DatasetInfo) -> str:
@@ -308,11 +217,7 @@ chosen = st.selectbox(
     help="The MOSES subset that ships with MolScope, full MOSES when prepared, and every "
     f"dataset prepared from your own files (in {DATA_ROOT}).",
 )
-try:
-    data = cached_dataset(chosen)
-except DataError as exc:
-    st.error(f"The dataset cannot be loaded: {exc}")
-    st.stop()
+data = require_dataset(chosen)
 n_train = int((data["split"] == "train").sum())
 st.caption(describe_source(datasets[chosen], n_train))
 
@@ -374,7 +279,7 @@ with tab_density:
         "How many molecules sit at each (LogP, TPSA). Targets far from the dense region, or "
         "outside the dashed box, ask the model for molecules it has rarely or never seen."
     )
-    st.plotly_chart(density_figure(filtered), key="density")
+    st.plotly_chart(coverage(filtered), key="density")
 
 with tab_grid:
     smarts_col, order_col, dir_col, page_col = st.columns(
@@ -474,12 +379,7 @@ def prepare_form(uploaded) -> None:
     keep_charges = c_charges.checkbox(
         "Keep charges", key="prep_keep_charges", help="Off (default): charges are neutralised."
     )
-    valid = True
-    try:
-        runs.validate_name(name)
-    except runs.RunError as exc:
-        st.error(str(exc))
-        valid = False
+    valid = name_is_valid(name)
     exists = valid and (DATA_ROOT / f"{name}.parquet").exists()
     overwrite = False
     if exists:
@@ -608,7 +508,7 @@ with tab_upload:
                 "fraction",
                 "compare",
             )
-            st.plotly_chart(density_figure(data, mine), key="upload_density")
+            st.plotly_chart(coverage(data, mine), key="upload_density")
             molecule_grid(mine, "mine")
     if uploaded is not None:  # preparing reads more than the comparison: TSV, SDF, any column
         with st.container(border=True):

@@ -10,28 +10,28 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 import core.evaluate
-from core.chem import (
-    DESCRIPTOR_SHORT,
-    DESCRIPTOR_UNITS,
-    describe_smiles,
-    mol_to_png,
-    png_data_uri,
-    selfies_to_smiles,
-)
+from core.chem import DESCRIPTOR_SHORT, describe_smiles, mol_to_png, selfies_to_smiles
 from core.inspect import InspectError, interpolate, molecule_ids
 from core.moses import BASELINES_SOURCE, LOWER_IS_BETTER, METRICS, PUBLISHED_BASELINES
 from core.pool import on_pool, submit
+from ui.charts import (
+    fmt,
+    joint_figure,
+    kl_figure,
+    shuffled_figure,
+    single_target_figure,
+    unit_label,
+)
 from ui.common import ensure_app_frame, require_bundle, require_dataset
+from ui.elements import drawing, molecule_table
 
 ensure_app_frame()
 
 RESULT = "evaluation.json"
 SHORT = DESCRIPTOR_SHORT
-REAL, SHUFFLED = "#1f77b4", "#b0b7c3"
 # the quality bar of the project: (label, where in the result, goal, higher is better)
 GOALS = [
     ("Validity", ("overall", "validity"), 0.99, True),
@@ -42,18 +42,13 @@ GOALS = [
 MAD_GOALS = {"logp": 0.30, "tpsa": 5.0}  # other properties: none set yet
 
 
-def unit(p: str) -> str:
-    """`` (Å²)`` for TPSA, nothing for a property without a unit."""
-    return f" ({DESCRIPTOR_UNITS[p]})" if p in DESCRIPTOR_UNITS else ""
-
-
 def goals(result: dict) -> list[tuple[str, tuple[str, str], float | None, bool]]:
     """``GOALS`` plus a MAD row per property of the result and the joint hit rate."""
     properties = result.get("properties") or ["logp", "tpsa"]
     windows = result.get("hit_windows") or core.evaluate.HIT
     rows = list(GOALS)
     for p in properties:
-        label = f"{SHORT.get(p, p)} MAD{unit(p)}, {SHORT.get(p, p)}-only targets"
+        label = f"{SHORT.get(p, p)} MAD{unit_label(p)}, {SHORT.get(p, p)}-only targets"
         rows.append((label, ("summary", f"{p}_mad"), MAD_GOALS.get(p), False))
     if len(properties) >= 2:
         pair = ", ".join(f"±{windows.get(p, 0):g} {SHORT.get(p, p)}" for p in properties[:2])
@@ -104,12 +99,6 @@ def recompute(n: int) -> None:
     bar.empty()
 
 
-def fmt(value: float | None, percent: bool) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{value:.1%}" if percent else f"{value:.2f}"
-
-
 def headline_table(result: dict) -> pd.DataFrame:
     rows = []
     for label, (section, key), goal, higher in goals(result):
@@ -131,125 +120,14 @@ def headline_table(result: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def single_target_figure(rows: list[dict], p: str, hit: float) -> go.Figure:
-    """MAD ± SD and hit rate for each target of one property alone (``hit``: its window)."""
-    mine = [r for r in rows if set(r["targets"]) == {p}]
-    x = [f"{r['targets'][p]:g}<br>hit {r.get(f'hit_{p}', 0):.0%}" for r in mine]
-    fig = go.Figure(
-        go.Bar(
-            x=x,
-            y=[r.get(f"mad_{p}") for r in mine],
-            error_y=dict(type="data", array=[r.get(f"sd_{p}") for r in mine]),
-            marker_color=REAL,
-            hovertemplate="target %{x}: MAD %{y:.2f}<extra></extra>",
-        )
-    )
-    fig.update_layout(
-        title=dict(text=f"{SHORT.get(p, p)} targets alone: mean |target − achieved|", font_size=14),
-        xaxis_title=f"target {SHORT.get(p, p)} (and hit rate)",
-        yaxis_title=f"MAD ± SD{unit(p)}",
-        shapes=[
-            dict(
-                type="line",
-                xref="paper",
-                x0=0,
-                x1=1,
-                y0=hit,
-                y1=hit,
-                line=dict(color="#2ca02c", dash="dash"),
-            )
-        ],
-        height=320,
-        margin=dict(l=0, r=0, t=40, b=0),
-    )
-    return fig
-
-
-def joint_figure(rows: list[dict], windows: dict[str, float]) -> go.Figure | None:
-    """Joint hit rate over the grid of target pairs of the first two properties."""
-    joint = [r for r in rows if len(r["targets"]) == 2 and "hit_joint" in r]
-    if not joint:
-        return None
-    a, b = list(joint[0]["targets"])
-    logps = sorted({r["targets"][a] for r in joint})
-    tpsas = sorted({r["targets"][b] for r in joint})
-    grid = {(r["targets"][a], r["targets"][b]): r["hit_joint"] for r in joint}
-    z = [[grid.get((lp, tp)) for lp in logps] for tp in tpsas]
-    name_a, name_b = SHORT.get(a, a), SHORT.get(b, b)
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=[f"{v:g}" for v in logps],
-            y=[f"{v:g}" for v in tpsas],
-            zmin=0,
-            zmax=1,
-            colorscale="Greens",
-            texttemplate="%{z:.0%}",
-            colorbar=dict(title="hit", tickformat=".0%", thickness=12),
-            hovertemplate=f"{name_a} %{{x}}, {name_b} %{{y}}: %{{z:.0%}}<extra></extra>",
-        )
-    )
-    window = f"±{windows.get(a, 0):g} {name_a} and ±{windows.get(b, 0):g} {name_b}"
-    fig.update_layout(
-        title=dict(text=f"Both targets: joint hit rate ({window})", font_size=14),
-        xaxis=dict(title=f"target {name_a}", type="category"),
-        yaxis=dict(
-            title=f"target {name_b}{unit(b)}",
-            type="category",
-        ),
-        height=320,
-        margin=dict(l=0, r=0, t=40, b=0),
-    )
-    return fig
-
-
 def shuffle_metrics(properties: list[str]) -> list[tuple[str, str, str]]:
     """(key, label, note) of each figure of the shuffled-targets check."""
-    rows = [(f"{p}_mad", f"{SHORT.get(p, p)} MAD{unit(p)}", "lower is better") for p in properties]
+    rows = [
+        (f"{p}_mad", f"{SHORT.get(p, p)} MAD{unit_label(p)}", "lower is better") for p in properties
+    ]
     if len(properties) >= 2:
         rows.append(("joint_hit", "Joint hit rate", "higher is better"))
     return rows
-
-
-def shuffled_figure(result: dict, key: str, label: str, note: str) -> go.Figure:
-    """One metric against the molecules' own targets and against shuffled ones."""
-    values = [result["summary"].get(key), result["shuffled"].get(key)]
-    percent = key == "joint_hit"
-    fig = go.Figure(
-        go.Bar(
-            x=["own targets", "shuffled"],
-            y=values,
-            marker_color=[REAL, SHUFFLED],
-            text=[fmt(v, percent) for v in values],
-            textposition="outside",
-            cliponaxis=False,
-        )
-    )
-    fig.update_layout(
-        title=dict(text=f"{label} <span style='font-size:11px'>({note})</span>", font_size=13),
-        height=240,
-        margin=dict(l=0, r=0, t=40, b=0),
-        yaxis=dict(tickformat=".0%" if percent else None, rangemode="tozero"),
-    )
-    return fig
-
-
-def kl_figure(kl: list[float]) -> go.Figure:
-    fig = go.Figure(
-        go.Bar(
-            x=[str(i + 1) for i in range(len(kl))],
-            y=kl,
-            marker_color=["#1f77b4" if v > 0.01 else "#d62728" for v in kl],
-            hovertemplate="dimension %{x}: KL %{y:.3f}<extra></extra>",
-        )
-    )
-    fig.update_layout(
-        xaxis_title="latent dimension",
-        yaxis_title="KL (nats)",
-        height=260,
-        margin=dict(l=0, r=0, t=10, b=0),
-    )
-    return fig
 
 
 def moses_table(section: dict) -> pd.DataFrame:
@@ -265,17 +143,6 @@ def moses_table(section: dict) -> pd.DataFrame:
             for metric in METRICS
         ]
     )
-
-
-@st.cache_data(show_spinner=False)
-def drawing(smiles: str) -> str:
-    """A small RDKit drawing as a data URI."""
-    return png_data_uri(mol_to_png(smiles, size=(240, 150)))
-
-
-def failure_grid(smiles: list[str]) -> pd.DataFrame:
-    """Drawings and SMILES of molecules that fail a filter."""
-    return pd.DataFrame({"structure": [drawing(s) for s in smiles], "smiles": smiles})
 
 
 def moses_view(section: dict) -> None:
@@ -307,16 +174,8 @@ def moses_view(section: dict) -> None:
     for i, (reason, count) in enumerate(suite["filter_failures"].items()):
         examples = suite.get("filter_examples", {}).get(reason, [])
         with st.expander(f"{reason}: {count} of {suite.get('n_valid', '?')} valid molecules"):
-            st.dataframe(
-                failure_grid(examples),
-                hide_index=True,
-                row_height=110,
-                key=f"eval_moses_fail_{mode}_{i}",
-                column_config={
-                    "structure": st.column_config.ImageColumn("Structure", width="medium"),
-                    "smiles": st.column_config.TextColumn("SMILES", width="large"),
-                },
-            )
+            drawn = pd.DataFrame({"structure": [drawing(s) for s in examples], "smiles": examples})
+            molecule_table(drawn, f"eval_moses_fail_{mode}_{i}")
 
 
 @st.cache_data(show_spinner=False)
@@ -410,8 +269,9 @@ def show_result(result: dict) -> None:
             for col, (key, label, note) in zip(
                 st.columns(3), figures[start : start + 3], strict=False
             ):
+                own, shuffled = result["summary"].get(key), result["shuffled"].get(key)
                 col.plotly_chart(
-                    shuffled_figure(result, key, label, note),
+                    shuffled_figure(own, shuffled, label, note, key == "joint_hit"),
                     key=f"eval_shuffled_{key}",
                     config={"displayModeBar": False},
                 )

@@ -13,6 +13,7 @@ from core.chem import DESCRIPTOR_SHORT, DESCRIPTOR_STEPS, DESCRIPTOR_UNITS
 from core.evaluate import HELDOUT
 from core.runs import checkpoint_step
 from ui.common import checkpoints_root, ensure_app_frame, selected_checkpoint
+from ui.elements import metric_row
 
 ensure_app_frame()
 
@@ -146,43 +147,33 @@ def show_evaluation(name: str, folder: Path) -> None:
     st.markdown("**Generation** (reference grid of targets, from evaluation.json)")
     overall, summary = report.get("overall", {}), report.get("summary", {})
     shuffled = report.get("shuffled", {})
-    cols = st.columns(3)
-    cols[0].metric(
-        "Validity",
-        _num(overall.get("validity"), ".1%"),
+    metric_row(
+        [
+            ("Validity", _num(overall.get("validity"), ".1%"),
+             "Share of generated SELFIES that decode to a molecule RDKit accepts."),
+            ("Uniqueness", _num(overall.get("uniqueness"), ".1%"),
+             "Distinct molecules among the valid ones, per target."),
+            ("Novelty", _num(overall.get("novelty"), ".1%"),
+             "Valid unique molecules that are not in the training set."),
+        ],
         border=True,
-        help="Share of generated SELFIES that decode to a molecule RDKit accepts.",
-    )
-    cols[1].metric(
-        "Uniqueness",
-        _num(overall.get("uniqueness"), ".1%"),
-        border=True,
-        help="Distinct molecules among the valid ones, per target.",
-    )
-    cols[2].metric(
-        "Novelty",
-        _num(overall.get("novelty"), ".1%"),
-        border=True,
-        help="Valid unique molecules that are not in the training set.",
-    )
+    )  # fmt: skip
     properties = report.get("properties") or ["logp", "tpsa"]
     grid = report.get("grid", {})
-    cols = st.columns(len(properties) + 1)
-    for col, p in zip(cols, properties, strict=False):
-        targets = ", ".join(f"{v:g}" for v in grid.get(p, [])) or "its reference grid"
-        col.metric(
+    mad_metrics = [
+        (
             mad_label(p),
             _num(summary.get(f"{p}_mad"), mad_format(p)),
-            border=True,
-            help=f"Mean |target − RDKit value| of molecules generated for {targets}.",
+            "Mean |target − RDKit value| of molecules generated for "
+            + (", ".join(f"{v:g}" for v in grid.get(p, [])) or "its reference grid")
+            + ".",
         )
+        for p in properties
+    ]
     pair = " and ".join(DESCRIPTOR_SHORT.get(p, p) for p in properties[:2])
-    cols[-1].metric(
-        "Joint hit rate",
-        _num(summary.get("joint_hit"), ".1%"),
-        border=True,
-        help=f"{pair} on target at once (each within its hit window).",
-    )
+    joint = f"{pair} on target at once (each within its hit window)."
+    joint_metric = ("Joint hit rate", _num(summary.get("joint_hit"), ".1%"), joint)
+    metric_row([*mad_metrics, joint_metric], border=True)
     notes = []
     if shuffled:
         would = [
@@ -236,33 +227,20 @@ def show_training(folder: Path) -> None:
         return
     last, last_val = train[-1], (val[-1] if val else {})
     st.markdown("**Training**")
-    cols = st.columns(4)
     step = checkpoint_step(folder) or last.get("step", 0)
-    cols[0].metric(
-        "Steps",
-        f"{step:,}",
-        border=True,
-        help=f"{last.get('tokens', 0) / 1e6:.1f} M SELFIES tokens seen",
-    )
-    cols[1].metric(
-        "Training loss",
-        _num(last.get("loss"), ".3f"),
-        border=True,
-        help="Reconstruction + β·KL + property-head error, per token (lower is better).",
-    )
-    cols[2].metric(
-        "Val. token accuracy",
-        _num(last_val.get("val_token_acc"), ".1%"),
-        border=True,
-        help="Next-symbol accuracy on held-out molecules, teacher-forced.",
-    )
     units = last_val.get("val_active_units")
-    cols[3].metric(
-        "Active latent units",
-        "—" if units is None else f"{units}",
+    metric_row(
+        [
+            ("Steps", f"{step:,}", f"{last.get('tokens', 0) / 1e6:.1f} M SELFIES tokens seen"),
+            ("Training loss", _num(last.get("loss"), ".3f"),
+             "Reconstruction + β·KL + property-head error, per token (lower is better)."),
+            ("Val. token accuracy", _num(last_val.get("val_token_acc"), ".1%"),
+             "Next-symbol accuracy on held-out molecules, teacher-forced."),
+            ("Active latent units", "—" if units is None else f"{units}",
+             "Latent dimensions whose mean varies across molecules; 0 = posterior collapse."),
+        ],
         border=True,
-        help="Latent dimensions whose mean varies across molecules; 0 = posterior collapse.",
-    )
+    )  # fmt: skip
 
 
 st.title("MolScope")

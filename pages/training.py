@@ -8,19 +8,20 @@ import math
 import shlex
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from core import runs
 from core.checkpoint import METRICS, read_metrics
 from core.chem import DESCRIPTOR_LABELS, DESCRIPTORS
 from core.data import list_datasets
+from ui.charts import metric_figure
 from ui.common import (
     available_checkpoints,
     checkpoints_root,
     ensure_app_frame,
     selected_checkpoint,
 )
+from ui.elements import metric_row, name_is_valid
 
 ensure_app_frame()
 
@@ -42,7 +43,6 @@ VAL_METRICS = {
     **{f"val_mae_{p}": f"Property head MAE: {DESCRIPTOR_LABELS[p]}" for p in DESCRIPTORS},
 }
 NOT_CURVES = {"step", "split", "epoch", "time", "tokens"}
-COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b"]
 STATE_BADGE = {
     "running": ":blue-badge[running]",
     "finished": ":green-badge[finished]",
@@ -80,41 +80,6 @@ def load_curves(folder: str, mtime: float) -> tuple[pd.DataFrame, pd.DataFrame]:
 def curves_of(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     file = checkpoints_root() / name / METRICS
     return load_curves(str(file.parent), file.stat().st_mtime)
-
-
-def metric_figure(
-    key: str, title: str, tables: dict[str, pd.DataFrame], last_step: float
-) -> go.Figure | None:
-    """One metric over steps (axis 0..``last_step``), a line per run; None if none logged it."""
-    fig = go.Figure()
-    for i, (name, table) in enumerate(tables.items()):
-        if key not in table or "step" not in table:
-            continue
-        points = table[["step", key]].dropna()
-        fig.add_scatter(
-            x=points["step"],
-            y=points[key],
-            name=name,
-            mode="lines+markers" if len(points) < 30 else "lines",
-            line=dict(color=COLOURS[i % len(COLOURS)], width=2),
-            marker=dict(size=5),
-            hovertemplate=f"{name}<br>step %{{x}}<br>%{{y:.4g}}<extra></extra>",
-        )
-    if not fig.data:
-        return None
-    fig.update_layout(
-        title=dict(text=title, font_size=14),
-        height=250,
-        margin=dict(l=10, r=10, t=40, b=10),
-        showlegend=len(tables) > 1,
-        legend=dict(orientation="h", y=-0.25, font_size=11),
-    )
-    fig.update_xaxes(title_text="step", range=[0, last_step * 1.03])
-    if key == "val_token_acc":
-        fig.update_yaxes(tickformat=".0%", range=[0, 1.02])
-    elif key == "val_active_units":
-        fig.update_yaxes(rangemode="tozero", tickformat="d")
-    return fig
 
 
 def chart_grid(
@@ -232,12 +197,7 @@ with st.container(border=True):
     mode = mode_col.segmented_control(
         "Mode", ["new run", "resume"], default="new run", key="run_mode", required=True
     )
-    valid_name = True
-    try:
-        runs.validate_name(name)
-    except runs.RunError as exc:
-        st.error(str(exc))
-        valid_name = False
+    valid_name = name_is_valid(name)
     exists = valid_name and (root / name / "config.json").exists()
     base = SCRATCH
     if mode == "new run":
@@ -405,11 +365,14 @@ if known:
             )
         last = status.last_metrics
         if last:
-            cols = st.columns(4)
-            cols[0].metric("Loss", f"{last.get('loss', float('nan')):.3f}")
-            cols[1].metric("KL (nats)", f"{last.get('kl', float('nan')):.2f}")
-            cols[2].metric("Tokens/s", f"{last.get('tok_s', 0):,.0f}")
-            cols[3].metric("Checkpoint at step", f"{status.checkpoint_step or 0:,}")
+            metric_row(
+                [
+                    ("Loss", f"{last.get('loss', float('nan')):.3f}", None),
+                    ("KL (nats)", f"{last.get('kl', float('nan')):.2f}", None),
+                    ("Tokens/s", f"{last.get('tok_s', 0):,.0f}", None),
+                    ("Checkpoint at step", f"{status.checkpoint_step or 0:,}", None),
+                ]
+            )
         if status.message:
             (st.error if status.state == "failed" else st.caption)(status.message)
         st.code("\n".join(status.log_tail) or "(no output yet)", language=None, wrap_lines=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -40,6 +41,8 @@ PAGES = {  # url path -> title
     "evaluate": "Evaluate",
 }
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+EXCEPTION = '[data-testid="stException"]'  # a traceback drawn in the page
+ARTIFACTS = ROOT / "tests" / "artifacts"  # server logs and screenshots
 
 
 def app_test(timeout: float = 60) -> AppTest:
@@ -99,9 +102,8 @@ def streamlit_server(env: dict[str, str] | None = None, timeout: float = 60.0) -
         "--server.fileWatcherType",
         "none",
     ]
-    artifacts = ROOT / "tests" / "artifacts"
-    artifacts.mkdir(exist_ok=True)
-    log = open(artifacts / f"streamlit-{port}.log", "wb")  # noqa: SIM115
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = open(ARTIFACTS / f"streamlit-{port}.log", "wb")  # noqa: SIM115
     server = subprocess.Popen(
         argv, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
     )
@@ -156,6 +158,22 @@ def open_page(page, url: str, path: str, query: str = "") -> None:
     page.wait_for_selector('[data-testid="stMainBlockContainer"]', timeout=30_000)
     wait_idle(page)
     wait_charts(page)
+
+
+def step_writes_a_symbol(page) -> None:
+    """Click the Generate page's Step: the decoded SELFIES (a code block) changes."""
+    codes = page.locator('[data-testid="stCode"]')
+    before = codes.all_inner_texts()
+    page.get_by_role("button", name=re.compile(r"^\W*Step$")).first.click()
+    wait_idle(page)
+    page.wait_for_function(
+        "before => [...document.querySelectorAll('[data-testid=\"stCode\"]')]"
+        ".map(e => e.innerText).join('|') !== before.join('|')",
+        arg=before,
+        timeout=20_000,
+    )
+    assert codes.all_inner_texts() != before
+    assert page.locator(EXCEPTION).count() == 0
 
 
 def screenshots(out: Path, width: int = 1200, height: int = 800) -> list[Path]:

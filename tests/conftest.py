@@ -94,6 +94,37 @@ def fresh_app():
         yield
 
 
+@pytest.fixture(scope="module")
+def chromium():
+    """Debian's Chromium under Playwright, one per test module; skipped with a reason where
+    it is missing, except under CI=true."""
+    from browser_util import ARTIFACTS, CHROMIUM, launch
+
+    if not CHROMIUM.is_file():
+        reason = f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    sync_api = pytest.importorskip("playwright.sync_api")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = launch(playwright)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium, url):
+    """A fresh browser tab on the module's ``url`` (its server) that records every request
+    leaving that server (``tab.outside``)."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    tab.outside = []
+    tab.on("request", lambda r: None if r.url.startswith(url) else tab.outside.append(r.url))
+    yield tab
+    context.close()
+
+
 def run_page(path: str):
     """A page script run once under AppTest with empty Streamlit caches, without exceptions."""
     import streamlit as st

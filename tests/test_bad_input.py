@@ -235,9 +235,9 @@ def test_step_is_off_as_soon_as_the_molecule_is_finished(tiny_checkpoints, tmp_p
     at = app_test().run()
     at.switch_page("pages/generate.py").run()
     at.button(key="gen_step").click().run()
-    assert not at.exception and at.session_state.gen_run["done"]
+    assert not at.exception and at.session_state.gen_run.done
     assert at.button(key="gen_step").disabled and at.button(key="gen_play").disabled
-    assert at.session_state.gen_run["chosen"] == [eos]
+    assert at.session_state.gen_run.chosen == [eos]
 
 
 def toasts(at) -> str:
@@ -267,7 +267,7 @@ def test_out_of_range_and_junk_query_parameters_are_clamped_with_a_notice(dashbo
     assert at.number_input(key="gen_top_k").value == at.number_input(key="gen_top_k").max
     assert at.number_input(key="gen_seed").value == 0
     at.button(key="gen_step").click().run()
-    assert not at.exception and at.session_state.gen_run["chosen"]
+    assert not at.exception and at.session_state.gen_run.chosen
 
 
 @pytest.mark.parametrize("value", ["abc", "", "0x10", "1,5"])

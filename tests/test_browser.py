@@ -7,23 +7,21 @@ Skipped with a reason where /usr/bin/chromium is missing, except under CI=true.
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
 from browser_util import (
-    CHROMIUM,
+    ARTIFACTS,
+    EXCEPTION,
     PAGES,
     ROOT,
-    launch,
     open_page,
+    step_writes_a_symbol,
     streamlit_server,
     wait_idle,
 )
 
 pytestmark = pytest.mark.browser
-ARTIFACTS = ROOT / "tests" / "artifacts"
-EXCEPTION = '[data-testid="stException"]'
 PICKER = '[data-testid="stSidebar"] [data-testid="stSelectbox"]'
 MENU = '[data-testid="stSidebar"] [data-testid="stPageLink"] a'  # the frame's list of pages
 SKELETON = '[data-testid="stSkeleton"]'
@@ -39,21 +37,6 @@ def existing_pages() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def chromium():
-    if not CHROMIUM.is_file():
-        reason = f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    sync_api = pytest.importorskip("playwright.sync_api")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
-        browser = launch(playwright)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
 def server_env(tiny_checkpoints, tmp_path_factory) -> dict[str, str]:
     return {
         "MOLSCOPE_CHECKPOINTS": str(tiny_checkpoints),
@@ -65,17 +48,6 @@ def server_env(tiny_checkpoints, tmp_path_factory) -> dict[str, str]:
 def url(chromium, server_env):
     with streamlit_server(server_env) as base:
         yield base
-
-
-@pytest.fixture
-def page(chromium, url):
-    """A fresh browser tab that records every request leaving the local server."""
-    context = chromium.new_context(viewport={"width": 1280, "height": 900})
-    tab = context.new_page()
-    tab.outside = []
-    tab.on("request", lambda r: None if r.url.startswith(url) else tab.outside.append(r.url))
-    yield tab
-    context.close()
 
 
 def check_page(page, name: str, title: str | None) -> None:
@@ -128,22 +100,6 @@ def test_generate_step_writes_a_symbol(page, url):
     open_page(page, url, "generate")
     step_writes_a_symbol(page)
     page.screenshot(path=str(ARTIFACTS / "browser_generate_step.png"))
-
-
-def step_writes_a_symbol(page) -> None:
-    """Click the Generate page's Step: the decoded SELFIES (a code block) changes."""
-    codes = page.locator('[data-testid="stCode"]')
-    before = codes.all_inner_texts()
-    page.get_by_role("button", name=re.compile(r"^\W*Step$")).first.click()
-    wait_idle(page)
-    page.wait_for_function(
-        "before => [...document.querySelectorAll('[data-testid=\"stCode\"]')]"
-        ".map(e => e.innerText).join('|') !== before.join('|')",
-        arg=before,
-        timeout=20_000,
-    )
-    assert codes.all_inner_texts() != before
-    assert page.locator(EXCEPTION).count() == 0
 
 
 # Every link text the sidebar shows, recorded at each change from the first paint on: what a

@@ -485,7 +485,7 @@ def test_corrupt_checkpoint_in_the_dashboard_names_the_file(dashboard, damage):
     at.switch_page("pages/generate.py").run()
     assert not at.exception and not at.error
     at.button(key="gen_step").click().run()
-    assert not at.exception and at.session_state.gen_run["chosen"]
+    assert not at.exception and at.session_state.gen_run.chosen
 
 
 def test_checkpoint_caught_between_renames_still_opens_in_the_dashboard(dashboard):

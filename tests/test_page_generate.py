@@ -59,16 +59,16 @@ def test_step_grows_the_selfies_and_the_charts(app):
     assert first.startswith("[") and running_points(app) == [1, 1]
     step(app, 2)
     run = app.session_state.gen_run
-    assert len(run["chosen"]) == 3
-    if not run["done"]:
+    assert len(run.chosen) == 3
+    if not run.done:
         assert app.code[0].value.startswith(first) and len(app.code[0].value) > len(first)
         assert running_points(app) == [3, 3]
-    assert all(isinstance(p, float) for p in run["top_probs"][-1])  # plain data in the state
+    assert all(isinstance(p, float) for p in run.top_probs[-1])  # plain data in the state
 
 
 def test_steps_continue_exactly_like_an_uninterrupted_run(app, use_tiny_checkpoints):
     step(app, 6)
-    symbols = "".join(app.session_state.gen_run["symbols"])
+    symbols = "".join(app.session_state.gen_run.symbols)
     bundle = load_checkpoint(use_tiny_checkpoints / "default")
     targets = {p: float(app.number_input(key=f"gen_{p}_num").value) for p in ("logp", "tpsa")}
     whole = generate(bundle, targets, 1, seed=0, temperature=1.0)[0]
@@ -78,12 +78,12 @@ def test_steps_continue_exactly_like_an_uninterrupted_run(app, use_tiny_checkpoi
 def test_reset_and_changed_settings_restart_the_decoding(app):
     step(app, 2)
     app.button(key="gen_reset").click().run()
-    assert not app.exception and app.session_state.gen_run["chosen"] == []
+    assert not app.exception and app.session_state.gen_run.chosen == []
     assert not app.code
     step(app)
     app.slider(key="gen_tpsa_slider").set_value(80.0).run()
     assert app.number_input(key="gen_tpsa_num").value == 80.0
-    assert app.session_state.gen_run["chosen"] == []
+    assert app.session_state.gen_run.chosen == []
     app.number_input(key="gen_seed").set_value(5).run()
     assert app.query_params["seed"] == "5"
 
@@ -92,9 +92,9 @@ def test_play_steps_and_pause_stops(app):
     app.button(key="gen_play").click().run()
     assert not app.exception
     run = app.session_state.gen_run
-    assert run["playing"] and len(run["chosen"]) == 1
+    assert run.playing and len(run.chosen) == 1
     app.button(key="gen_play").click().run()
-    assert not app.session_state.gen_run["playing"]
+    assert not app.session_state.gen_run.playing
 
 
 def test_unconditioned_property_goes_free_in_the_url(app):
@@ -164,14 +164,9 @@ def test_a_finished_molecule_is_scored_against_the_targets(app, use_tiny_checkpo
     tok = load_checkpoint(use_tiny_checkpoints / "default").tokenizer
     symbols = ["[C]", "[C]", "[O]"]
     ids = [tok.tokens.index(s) for s in symbols] + [tok.eos_id]
-    run |= {
-        "symbols": symbols,
-        "chosen": ids,
-        "top_ids": [[i] for i in ids],
-        "top_probs": [[1.0]] * len(ids),
-        "partial": [partial_properties("".join(symbols[: i + 1])) for i in range(3)],
-        "done": True,
-    }
+    run.symbols, run.chosen, run.done = symbols, ids, True
+    run.top_ids, run.top_probs = [[i] for i in ids], [[1.0]] * len(ids)
+    run.partial = [partial_properties("".join(symbols[: i + 1])) for i in range(3)]
     app.session_state["gen_run"] = run
     app.run()
     assert not app.exception
@@ -207,27 +202,27 @@ def test_closed_loop_steps_show_the_gap_each_position_read(closed_loop):
     targets = {
         p: float(closed_loop.number_input(key=f"gen_{p}_num").value) for p in ("logp", "tpsa")
     }
-    assert run["reads"][0] == {"logp": 0.0, "tpsa": 0.0}  # the empty molecule
-    for k, partial in enumerate(run["partial"][: len(run["reads"]) - 1], start=1):
+    assert run.reads[0] == {"logp": 0.0, "tpsa": 0.0}  # the empty molecule
+    for k, partial in enumerate(run.partial[: len(run.reads) - 1], start=1):
         if partial is not None:  # position k read the molecule of the first k symbols
-            assert run["reads"][k]["tpsa"] == pytest.approx(partial["tpsa"], abs=1e-3)
+            assert run.reads[k]["tpsa"] == pytest.approx(partial["tpsa"], abs=1e-3)
     assert any("gap (target − property so far)" in c.value for c in closed_loop.caption)
     assert any(m.value == "**What the model reads: gap = target − property so far**"
                for m in closed_loop.markdown)  # fmt: skip
-    read = run["reads"][-1]
+    read = run.reads[-1]
     shown = f"TPSA {targets['tpsa'] - read['tpsa']:+.2f} Å²"
     assert any(
         "Gap read at this step" in m.value and shown in m.value for m in closed_loop.markdown
     )
     traces = gap_traces(closed_loop)
-    assert len(traces) == 2 and all(len(t["y"]) == len(run["reads"]) for t in traces)
+    assert len(traces) == 2 and all(len(t["y"]) == len(run.reads) for t in traces)
 
 
 def test_closed_loop_steps_continue_exactly_like_an_uninterrupted_run(
     closed_loop, use_tiny_feedback_checkpoints
 ):
     step(closed_loop, 6)
-    symbols = "".join(closed_loop.session_state.gen_run["symbols"])
+    symbols = "".join(closed_loop.session_state.gen_run.symbols)
     bundle = load_checkpoint(use_tiny_feedback_checkpoints / "default")
     targets = {
         p: float(closed_loop.number_input(key=f"gen_{p}_num").value) for p in ("logp", "tpsa")
@@ -241,12 +236,12 @@ def test_feedback_off_reads_the_empty_molecule_like_an_open_loop_run(
     step(closed_loop)
     closed_loop.toggle(key="gen_feedback").set_value(False).run()
     assert not closed_loop.exception
-    assert closed_loop.session_state.gen_run["chosen"] == []  # a new run
+    assert closed_loop.session_state.gen_run.chosen == []  # a new run
     assert closed_loop.query_params["feedback"] == "off"
     assert any("open-loop experiment" in c.value for c in closed_loop.caption)
     step(closed_loop, 5)
     run = closed_loop.session_state.gen_run
-    assert all(r == {"logp": 0.0, "tpsa": 0.0} for r in run["reads"])
+    assert all(r == {"logp": 0.0, "tpsa": 0.0} for r in run.reads)
     bundle = load_checkpoint(use_tiny_feedback_checkpoints / "default")
     targets = {
         p: float(closed_loop.number_input(key=f"gen_{p}_num").value) for p in ("logp", "tpsa")
@@ -254,7 +249,7 @@ def test_feedback_off_reads_the_empty_molecule_like_an_open_loop_run(
     whole = generate_step(
         bundle, targets, n=1, seed=0, sampler=make_sampler(1.0), max_tokens=5, feedback=False
     )
-    assert run["chosen"] == [int(s.tokens[0]) for s in whole][: len(run["chosen"])]
+    assert run.chosen == [int(s.tokens[0]) for s in whole][: len(run.chosen)]
     assert any("frozen at the empty molecule" in m.value for m in closed_loop.markdown)
 
 

@@ -177,7 +177,7 @@ def test_generate_page_has_a_control_per_property(three):
     at.button(key="gen_step").click().run()
     at.button(key="gen_step").click().run()
     assert not at.exception
-    partial = [q for q in at.session_state.gen_run["partial"] if q is not None]
+    partial = [q for q in at.session_state.gen_run.partial if q is not None]
     assert all(set(THREE) <= set(q) for q in partial)
 
 

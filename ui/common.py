@@ -9,6 +9,7 @@ import os
 import threading
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 import core  # noqa: F401  (fast BLAS before mlx)
@@ -87,6 +88,19 @@ def cached_dataset(path: str = str(DEFAULT_DATA)):
     return load_dataset(path)
 
 
+@st.cache_resource(show_spinner=False)
+def known_smiles(path_key: str) -> frozenset[str]:
+    """Canonical SMILES of every dataset molecule (for the novelty check)."""
+    return frozenset(cached_dataset(path_key).smiles)
+
+
+@st.cache_data(show_spinner=False)
+def dataset_cloud(path_key: str, n: int = 3000) -> pd.DataFrame:
+    """A fixed random sample of the dataset's LogP/TPSA pairs (scatter background)."""
+    table = cached_dataset(path_key)
+    return table[["logp", "tpsa"]].sample(min(n, len(table)), random_state=0)
+
+
 def available_checkpoints() -> dict[str, str | None]:
     """Checkpoint folder name -> None when it looks loadable, else what is wrong with it."""
     return list_checkpoints(checkpoints_root())
@@ -132,13 +146,26 @@ def require_bundle() -> Bundle:
     return bundle
 
 
-def require_dataset():
-    """The dataset table, or stop the page with an error."""
+def require_dataset(path: str = str(DEFAULT_DATA)):
+    """The prepared table at ``path`` (the MOSES subset by default), or stop the page with an
+    error."""
     try:
-        return cached_dataset()
+        return cached_dataset(path)
     except DataError as exc:
         st.error(f"The dataset cannot be loaded: {exc}")
         st.stop()
+
+
+def checkpoint_data(bundle: Bundle) -> str:
+    """The table to show beside a checkpoint: its own data when that is a user's dataset that
+    is here, else the MOSES subset (a MOSES checkpoint's full table would be a heavy load for
+    a background)."""
+    data = bundle.meta.get("data") if isinstance(bundle.meta.get("data"), dict) else {}
+    own = Path(str(data.get("path", "")))
+    own = own if own.is_absolute() else ROOT / own
+    if data.get("kind") == "user" and own.is_file():
+        return str(own)
+    return str(DEFAULT_DATA)
 
 
 def url_float(key: str, default: float, lo: float, hi: float) -> float:
