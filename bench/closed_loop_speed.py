@@ -1,0 +1,58 @@
+"""Closed-loop generation rate of a checkpoint at batch 1,000, and the share spent in RDKit.
+
+    python -m bench.closed_loop_speed [--checkpoint checkpoints/default] [--n 1000] [--rounds 2]
+
+Alternates feedback on and off (the same model and targets); prints one JSON line and writes
+``bench/results/closed_loop_speed.json``. ``bench.run`` measures the same inside ``make bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import core  # noqa: F401  (fast BLAS before mlx)
+from bench.decode import generate_closed_loop
+from core.checkpoint import load_checkpoint
+
+TARGETS = {"logp": 2.5, "tpsa": 60.0}
+
+
+def main(args: argparse.Namespace) -> dict:
+    bundle = load_checkpoint(args.checkpoint)
+    rates: dict[str, list[float]] = {"on": [], "off": []}
+    shares, steps = [], []
+    for round_ in range(args.rounds):
+        for mode in ("on", "off"):
+            start = time.perf_counter()
+            n_steps, rdkit = generate_closed_loop(
+                bundle, args.n, TARGETS, seed=round_, feedback=mode == "on"
+            )
+            seconds = time.perf_counter() - start
+            rates[mode].append(args.n / seconds)
+            if mode == "on":
+                shares.append(rdkit / seconds)
+                steps.append(n_steps)
+    result = {
+        "checkpoint": str(args.checkpoint),
+        "n": args.n,
+        "targets": TARGETS,
+        "molecules_per_s": max(rates["on"]),
+        "molecules_per_s_feedback_off": max(rates["off"]),
+        "rdkit_share": min(shares),
+        "gen_steps": steps,
+    }
+    out = Path(__file__).resolve().parent / "results" / "closed_loop_speed.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", default="checkpoints/default", help="checkpoint folder")
+    parser.add_argument("--n", type=int, default=1000, help="molecules per batch")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of (on, off)")
+    main(parser.parse_args())
