@@ -137,14 +137,14 @@ def test_published_baselines_cover_every_metric():
 def test_evaluate_section_conditions_on_test_pairs(monkeypatch):
     bundle = tiny_bundle()
     seen = {}
-    real = core.evaluate.generate_per_row
+    real = core.evaluate.generate
+    free = core.evaluate.score(real(bundle, {}, 6, seed=1)).smiles.tolist()
 
-    def spy(b, targets, *args):
+    def spy(b, targets, *args, **kwargs):
         seen.update(targets)
-        return real(b, targets, *args)
+        return real(b, targets, *args, **kwargs)
 
-    monkeypatch.setattr(core.evaluate, "generate_per_row", spy)
-    free = core.evaluate.score(core.evaluate.generate(bundle, {}, 6, seed=1)).smiles.tolist()
+    monkeypatch.setattr(core.evaluate, "generate", spy)
     section = core.evaluate.moses_section(bundle, free, n=6, reference_size=40)
     assert section["reference"] == {"set": "MOSES test", "n": 40}
     assert section["unconditioned"]["n"] == 6
