@@ -253,7 +253,9 @@ st.markdown(
     "SELFIES string decodes to a valid molecule, so the question is not *whether* it writes "
     "chemistry but whether it listens to the targets. The encoder maps a molecule to a "
     "latent code *z*; the decoder reads [conditions, z] (e.g. [LogP, TPSA, z]) as a prefix "
-    "and writes the molecule under a causal mask."
+    "and writes the molecule under a causal mask. A **closed-loop** checkpoint also reads, at "
+    "every position, the gap between each target and the property of the molecule written so "
+    "far (RDKit after every symbol), so it steers with feedback instead of counting in its head."
 )
 
 name = selected_checkpoint()
