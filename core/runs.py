@@ -219,6 +219,20 @@ def _read_pid(folder: Path) -> int | None:
         return None
 
 
+def _last_progress(lines: list[str]) -> tuple[int | None, int | None]:
+    """(done, total) of the newest progress bar in a log's lines; (None, None) before any.
+
+    >>> _last_progress(["x", "training:  10%| | 5/50 [00:01<00:09]", "y"])
+    (5, 50)
+    """
+    for line in reversed(lines):
+        found = _PROGRESS.findall(line)
+        if found:
+            done, total = found[-1]
+            return int(done), int(total)
+    return None, None
+
+
 def _log_lines(file: Path, max_bytes: int = 32_768) -> list[str]:
     """Lines of the last run in the log as a terminal shows them (``\\r`` rewrites a line)."""
     try:
@@ -265,12 +279,7 @@ def status(
     lines = _log_lines(folder / LOG)
     pid = _read_pid(folder)
     alive = pid is not None and _pid_alive(pid)
-    step = total = None
-    for line in reversed(lines):
-        found = _PROGRESS.findall(line)
-        if found:
-            step, total = (int(v) for v in found[-1])
-            break
+    step, total = _last_progress(lines)
     message = ""
     if alive:
         state = "running"
@@ -455,12 +464,7 @@ def prepare_status(name: str, *, runs_root: Path | None = None, tail: int = 8) -
     lines = _log_lines(folder / PREPARE_LOG)
     pid = _read_pid(folder)
     alive = pid is not None and _pid_alive(pid, b"core.data")
-    done = total = None
-    for line in reversed(lines):
-        found = _PROGRESS.findall(line)
-        if found:
-            done, total = (int(v) for v in found[-1])
-            break
+    done, total = _last_progress(lines)
     error = next((ln for ln in reversed(lines) if ln.startswith("error:")), "")
     wrote = next((ln for ln in reversed(lines) if ln.startswith("wrote ")), "")
     if alive:
