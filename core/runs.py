@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -219,6 +219,15 @@ def _read_pid(folder: Path) -> int | None:
         return None
 
 
+def _newest_line(lines: list[str], wanted: Callable[[str], bool]) -> str:
+    """The last of a log's lines that is ``wanted``; "" when none is.
+
+    >>> _newest_line(["error: a", "ok", "error: b"], lambda ln: ln.startswith("error:"))
+    'error: b'
+    """
+    return next((ln for ln in reversed(lines) if wanted(ln)), "")
+
+
 def _last_progress(lines: list[str]) -> tuple[int | None, int | None]:
     """(done, total) of the newest progress bar in a log's lines; (None, None) before any.
 
@@ -286,9 +295,9 @@ def status(
     elif not lines:
         state = "none"
     else:
-        last_error = next((ln for ln in reversed(lines) if ln.startswith("error:")), "")
-        saved = next((ln for ln in reversed(lines) if ln.startswith("checkpoint: ")), "")
-        stopped = next((ln for ln in reversed(lines) if "checkpoint saved at step" in ln), "")
+        last_error = _newest_line(lines, lambda ln: ln.startswith("error:"))
+        saved = _newest_line(lines, lambda ln: ln.startswith("checkpoint: "))
+        stopped = _newest_line(lines, lambda ln: "checkpoint saved at step" in ln)
         if last_error:
             state, message = "failed", last_error
         elif stopped:
@@ -465,8 +474,8 @@ def prepare_status(name: str, *, runs_root: Path | None = None, tail: int = 8) -
     pid = _read_pid(folder)
     alive = pid is not None and _pid_alive(pid, b"core.data")
     done, total = _last_progress(lines)
-    error = next((ln for ln in reversed(lines) if ln.startswith("error:")), "")
-    wrote = next((ln for ln in reversed(lines) if ln.startswith("wrote ")), "")
+    error = _newest_line(lines, lambda ln: ln.startswith("error:"))
+    wrote = _newest_line(lines, lambda ln: ln.startswith("wrote "))
     if alive:
         state, message = "running", ""
     elif not lines:
