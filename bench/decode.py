@@ -53,9 +53,7 @@ def decode_without_cache(bundle: Bundle, length: int, seed: int = 0) -> None:
     banned = mx.zeros((len(tok),)).at[mx.array([tok.pad_id, tok.bos_id, tok.unk_id])].add(-mx.inf)
     tokens = mx.zeros((1, 0), dtype=mx.int32)
     tracker = PrefixTracker(1, bundle.properties) if args.feedback else None
-    mean = np.array([bundle.scales[p].mean for p in bundle.properties], dtype=np.float32)
-    std = np.array([bundle.scales[p].std for p in bundle.properties], dtype=np.float32)
-    reads = None if tracker is None else [(tracker.values[0] - mean) / std]  # per position
+    reads = None if tracker is None else [bundle.normalise_properties(tracker.values[0])]
     for index in range(length):
         prefix = None if reads is None else mx.array(np.stack(reads)[None])  # (1, 1+t, P)
         x = model.decoder_inputs(z, props, present, tokens, tok.bos_id, prefix)  # (1, P+2+t, d)
@@ -68,7 +66,7 @@ def decode_without_cache(bundle: Bundle, length: int, seed: int = 0) -> None:
         tokens = mx.concatenate([tokens, token[:, None].astype(mx.int32)], axis=1)
         mx.eval(tokens, top_ids, top_probs)
         if tracker is not None:
-            reads.append((tracker.push([tok.tokens[token.item()]])[0] - mean) / std)
+            reads.append(bundle.normalise_properties(tracker.push([tok.tokens[token.item()]])[0]))
 
 
 def generate_batch(bundle: Bundle, n: int, seed: int = 0) -> int:

@@ -380,14 +380,12 @@ def prefix_reader(bundle, n: int) -> Callable[[np.ndarray, np.ndarray], np.ndarr
 
     names, tok = bundle.properties, bundle.tokenizer
     tracker = PrefixTracker(n, names)
-    mean = np.array([bundle.scales[p].mean for p in names], dtype=np.float32)
-    std = np.array([bundle.scales[p].std for p in names], dtype=np.float32)
 
     def read(tokens: np.ndarray, done: np.ndarray) -> np.ndarray:
         symbols = [
             None if finished or t == tok.eos_id else tok.tokens[t]
             for t, finished in zip(tokens.tolist(), done.tolist(), strict=True)
         ]
-        return ((tracker.push(symbols) - mean) / std).astype(np.float32)
+        return bundle.normalise_properties(tracker.push(symbols))
 
     return read

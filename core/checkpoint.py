@@ -22,6 +22,7 @@ from pathlib import Path
 
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
 from mlx.utils import tree_flatten
 
 from core.errors import UserError
@@ -70,6 +71,13 @@ class Bundle:
     @property
     def properties(self) -> list[str]:
         return list(self.args.properties)
+
+    def normalise_properties(self, values: np.ndarray) -> np.ndarray:
+        """Property values (..., P) in ``properties`` order, in real units -> float32 in the
+        model's normalised units (the training split's mean and σ)."""
+        mean = np.array([self.scales[p].mean for p in self.properties], dtype=np.float32)
+        std = np.array([self.scales[p].std for p in self.properties], dtype=np.float32)
+        return ((np.asarray(values, dtype=np.float32) - mean) / std).astype(np.float32)
 
 
 def config_dict(bundle: Bundle) -> dict:

@@ -346,10 +346,7 @@ def prefix_inputs(bundle: Bundle, selfies: str) -> mx.array | None:
 
     if not bundle.args.feedback:
         return None
-    names = bundle.properties
-    mean = np.array([bundle.scales[p].mean for p in names], dtype=np.float32)
-    std = np.array([bundle.scales[p].std for p in names], dtype=np.float32)
-    return mx.array(((prefix_table(selfies, names) - mean) / std)[None].astype(np.float32))
+    return mx.array(bundle.normalise_properties(prefix_table(selfies, bundle.properties))[None])
 
 
 class _Feedback:
@@ -361,19 +358,13 @@ class _Feedback:
 
         from core.feedback import PrefixTracker
 
-        names = bundle.properties
-        self.tokenizer, self.live = bundle.tokenizer, live
-        self.mean = np.array([bundle.scales[p].mean for p in names], dtype=np.float32)
-        self.std = np.array([bundle.scales[p].std for p in names], dtype=np.float32)
+        self.bundle, self.tokenizer, self.live = bundle, bundle.tokenizer, live
         symbols = list(sf.split_selfies(prefix)) if prefix else []
         table = prefix_inputs(bundle, prefix)  # (1, 1 + L, P)
         self.table = mx.broadcast_to(table, (n, *table.shape[1:]))
-        self.tracker = PrefixTracker(n, names, symbols)
+        self.tracker = PrefixTracker(n, bundle.properties, symbols)
         self.raw = self.tracker.values.copy()
         self.latest = self.table[:, -1:]  # (n, 1, P)
-
-    def _normalise(self, values: np.ndarray) -> np.ndarray:
-        return ((values - self.mean) / self.std).astype(np.float32)
 
     def push(self, tokens: np.ndarray, done: np.ndarray) -> mx.array:
         """The molecules after this step's tokens -> what the next position reads (n, 1, P)."""
@@ -384,7 +375,7 @@ class _Feedback:
                 for t, finished in zip(tokens.tolist(), done.tolist(), strict=True)
             ]
             self.raw = self.tracker.push(symbols).copy()
-            self.latest = mx.array(self._normalise(self.raw)[:, None])
+            self.latest = mx.array(self.bundle.normalise_properties(self.raw)[:, None])
         return self.latest
 
 

@@ -89,8 +89,6 @@ def prefix_arrays(rows: pd.DataFrame, bundle: Bundle) -> list[np.ndarray]:
     from core.feedback import prefix_table
 
     names = bundle.properties
-    mean = np.array([bundle.scales[n].mean for n in names], dtype=np.float32)
-    std = np.array([bundle.scales[n].std for n in names], dtype=np.float32)
     columns = [prefix_column(n) for n in names]
     if all(c in rows for c in columns):
         tables = [np.stack(c, axis=1) for c in zip(*(rows[c] for c in columns), strict=True)]
@@ -100,7 +98,7 @@ def prefix_arrays(rows: pd.DataFrame, bundle: Bundle) -> list[np.ndarray]:
             prefix_table(s, names)
             for s in tqdm(selfies, desc="prefix properties", unit="mol", file=sys.stderr)
         ]
-    return [((t - mean) / std).astype(np.float32) for t in tables]
+    return [bundle.normalise_properties(t) for t in tables]
 
 
 def encode_rows(rows: pd.DataFrame, bundle: Bundle) -> EncodedSet:
