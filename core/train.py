@@ -152,19 +152,19 @@ def _properties(config: TrainConfig, wanted: list[str] | None, base: Bundle | No
 
 
 def _resumed(config: TrainConfig, world: World) -> tuple[Bundle, TrainArgs, Position, dict]:
-    """The checkpoint in ``--out``, its TrainArgs (a new ``--total-steps`` or a longer
+    """The checkpoint in ``--out``, its TrainArgs (a new ``--total-steps``, ``--lr`` or a longer
     ``--max-steps`` changes the schedule), position and optimizer state; rows of the metrics
     logged after it are dropped (they will be logged again)."""
     out = Path(config.run.out)
     bundle = load_checkpoint(out)
     state, opt_state = load_training_state(out)
     targs = TrainArgs.from_dict(state["train_args"])
-    total = config.flags.get("total_steps")
-    if total and total != targs.total_steps:
-        # a new schedule length from here on (e.g. to finish within the time left)
-        if world.is_main:
-            print(f"note: LR schedule {targs.total_steps} -> {total} steps")
-        targs.total_steps = total
+    for name in ("total_steps", "lr"):  # a new schedule from here on (e.g. to continue a run)
+        value = config.flags.get(name)
+        if value and value != getattr(targs, name):
+            if world.is_main:
+                print(f"note: {name} {getattr(targs, name)} -> {value} from here on")
+            setattr(targs, name, value)
     if config.run.max_steps and config.run.max_steps > targs.total_steps:
         targs.total_steps = config.run.max_steps
     position = Position.from_state(state)

@@ -138,3 +138,20 @@ def test_resume_reads_older_and_newer_train_args(reference_run, tmp_path):
     assert train_args["prop_weight"] == 0.1 and train_args["min_lr_ratio"] == 0.1
     assert "a_retired_option" not in train_args
     assert train_args["total_steps"] == 14  # --max-steps past the schedule lengthens it
+
+
+def test_resume_with_a_new_lr_and_schedule_continues_from_there(reference_run, tmp_path):
+    """--lr and --total-steps given with --resume start a new schedule from the saved step
+    (to continue a finished run); the logged learning rate follows it."""
+    out = tmp_path / "ck"
+    shutil.copytree(reference_run, out)
+    result = train(
+        "--out", str(out), "--resume", "--lr", "5e-4", "--total-steps", "20", "--max-steps", "14",
+        *TINY,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    train_args = json.loads((out / "state.json").read_text())["train_args"]
+    assert train_args["lr"] == 5e-4 and train_args["total_steps"] == 20
+    lrs = {r["step"]: r["lr"] for r in read_metrics(out) if r["split"] == "train"}
+    assert lrs[12] < 1e-3 * 0.2  # the finished schedule ended at its floor
+    assert 1e-4 < lrs[13] <= 5e-4  # the new one continues at most at its new peak
