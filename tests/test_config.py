@@ -20,7 +20,7 @@ from core.config import (
 )
 from core.model import ModelArgs
 from core.runs import SWITCHES, TRAIN_FLAGS
-from core.train import build_run
+from core.trainrun import build_run
 
 # the command line's defaults before it was generated from the dataclasses (a field that is
 # None here had no default: absent means "not given")

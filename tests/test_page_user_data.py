@@ -22,7 +22,7 @@ from core.data import load_dataset, prepare_input
 from core.evaluate import hit_windows
 from core.model import Model, ModelArgs
 from core.tokenizer import Tokenizer
-from core.train import property_scales
+from core.trainset import property_scales
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "generate.py")
 THREE = ["logp", "tpsa", "qed"]
