@@ -539,6 +539,17 @@ def _by_row(*frames: pd.DataFrame) -> pd.DataFrame:
     return rejected.astype({"row": "int64"}).sort_values("row", kind="stable")
 
 
+def _with_splits(
+    first: pd.DataFrame, test_fraction: float, seed: int, prefix_features: Sequence[str]
+) -> tuple[pa.Table, int]:
+    """The deduplicated rows as a table of the chunk schema with a seeded ``split`` column,
+    and how many of them are in the train split."""
+    splits = _split(len(first), test_fraction, seed)
+    kept = pa.Table.from_pandas(first.assign(split=splits), preserve_index=False)
+    kept = kept.select([*schema(prefix_features).names, INPUT_ROW])
+    return kept.cast(_chunk_schema(prefix_features)), int((splits == "train").sum())
+
+
 def _save_with_rejected(
     kept: pa.Table, rejected: pd.DataFrame, out: Path, identity: dict
 ) -> Path | None:
@@ -598,19 +609,14 @@ def prepare_input(
         found = read_molecules(input_path, smiles_column)
     except MolFileError as e:
         raise DataError(str(e)) from e
-    standardization = {"largest_fragment": largest_fragment, "neutralize": neutralize}
     source = {
-        "kind": "user",
-        "name": out.stem,
-        "input": input_path.name,
-        "input_sha256": _sha256(input_path),
-        "format": found.format,
+        "kind": "user", "name": out.stem, "input": input_path.name,
+        "input_sha256": _sha256(input_path), "format": found.format,
         "smiles_column": found.column,
-        "standardization": standardization,
-        "test_fraction": test_fraction,
-        "seed": seed,
+        "standardization": {"largest_fragment": largest_fragment, "neutralize": neutralize},
+        "test_fraction": test_fraction, "seed": seed,
         **({"prefix_features": list(prefix_features)} if prefix_features else {}),
-    }
+    }  # fmt: skip
     n_in = found.n_rows
     unreadable = pd.DataFrame(found.unreadable, columns=REJECTED_COLUMNS)
     if not found.smiles:
@@ -624,11 +630,7 @@ def prepare_input(
     if len(first) == 0:
         shutil.rmtree(partial)
         raise _nothing_usable(input_path, n_in, counts)
-    splits = _split(len(first), test_fraction, seed)
-    kept = pa.Table.from_pandas(first.assign(split=splits), preserve_index=False)
-    kept = kept.select([*schema(prefix_features).names, INPUT_ROW])
-    kept = kept.cast(_chunk_schema(prefix_features))
-    n_train = int((splits == "train").sum())
+    kept, n_train = _with_splits(first, test_fraction, seed, prefix_features)
     identity = {
         **_identity(source, n_in, kept.num_rows),
         "rejected": counts,
