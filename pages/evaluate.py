@@ -195,8 +195,12 @@ def interpolation_choices(_data, checkpoint: str, n: int = 30) -> list[str]:
     return out
 
 
-def show_result(result: dict) -> None:
-    reco = result.get("reconstruction", {})
+def result_properties(result: dict) -> list[str]:
+    """The properties the result scores (older results name none: LogP and TPSA)."""
+    return result.get("properties") or [p for p in ("logp", "tpsa") if p in bundle.properties]
+
+
+def headline_view(result: dict) -> None:
     st.caption(
         f"{result.get('n_per_target', '?')} molecules per target at temperature "
         f"{result.get('temperature', '?')}, computed in {result.get('seconds', '?')} s."
@@ -208,9 +212,11 @@ def show_result(result: dict) -> None:
         column_config={"Met": st.column_config.CheckboxColumn("Goal met")},
     )
 
+
+def targets_view(result: dict) -> None:
+    """MAD per property at single targets, then the joint (LogP, TPSA) grid."""
     st.subheader("Target vs achieved")
-    rows = result.get("targets", [])
-    properties = result.get("properties") or [p for p in ("logp", "tpsa") if p in bundle.properties]
+    rows, properties = result.get("targets", []), result_properties(result)
     windows = {**core.evaluate.HIT, **result.get("hit_windows", {})}
     for start in range(0, len(properties), 2):
         for col, p in zip(st.columns(2), properties[start : start + 2], strict=False):
@@ -227,60 +233,66 @@ def show_result(result: dict) -> None:
     joint = joint_figure(rows, windows)
     if joint is not None:
         st.plotly_chart(joint, key="eval_joint")
-    heldout = result.get(core.evaluate.HELDOUT)
-    if heldout:
-        st.markdown("**Every property at once, at the values of held-out molecules**")
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "property": SHORT.get(p, p),
-                        "MAD": heldout.get(f"mad_{p}"),
-                        "MAD / σ of the data": heldout.get(f"mad_sigma_{p}"),
-                        "hit rate": heldout.get(f"hit_{p}"),
-                    }
-                    for p in properties
-                ]
-            ),
-            hide_index=True,
-            key="eval_heldout",
-            column_config={
-                "MAD": st.column_config.NumberColumn(format="%.3g"),
-                "MAD / σ of the data": st.column_config.NumberColumn(format="%.2f"),
-                "hit rate": st.column_config.NumberColumn(format="percent"),
-            },
-        )
-        st.caption(
-            f"{heldout.get('n', '?')} molecules, each conditioned on all properties of a "
-            "molecule drawn from the test split of the checkpoint's data; validity "
-            f"{fmt(heldout.get('validity'), True)}, novelty {fmt(heldout.get('novelty'), True)}, "
-            f"every property on target {fmt(heldout.get('hit_joint'), True)}."
-        )
 
-    if "shuffled" in result:
-        st.subheader("Is the condition used?")
-        st.write(
-            "The same molecules scored against another target of the same kind. A model that "
-            "uses its condition lands much closer to its own target than to a shuffled one; "
-            "equal bars mean the condition is ignored."
-        )
-        figures = shuffle_metrics(properties)
-        for start in range(0, len(figures), 3):
-            for col, (key, label, note) in zip(
-                st.columns(3), figures[start : start + 3], strict=False
-            ):
-                own, shuffled = result["summary"].get(key), result["shuffled"].get(key)
-                col.plotly_chart(
-                    shuffled_figure(own, shuffled, label, note, key == "joint_hit"),
-                    key=f"eval_shuffled_{key}",
-                    config={"displayModeBar": False},
-                )
-        for p in properties:
-            real, fake = result["summary"].get(f"{p}_mad"), result["shuffled"].get(f"{p}_mad")
-            if real and fake and not math.isnan(real) and real > 0.8 * fake:
-                st.warning(f"{SHORT.get(p, p)}: own targets are hardly closer than shuffled ones.")
 
+def heldout_view(heldout: dict, properties: list[str]) -> None:
+    """Every property conditioned at once, at held-out molecules' values."""
+    st.markdown("**Every property at once, at the values of held-out molecules**")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "property": SHORT.get(p, p),
+                    "MAD": heldout.get(f"mad_{p}"),
+                    "MAD / σ of the data": heldout.get(f"mad_sigma_{p}"),
+                    "hit rate": heldout.get(f"hit_{p}"),
+                }
+                for p in properties
+            ]
+        ),
+        hide_index=True,
+        key="eval_heldout",
+        column_config={
+            "MAD": st.column_config.NumberColumn(format="%.3g"),
+            "MAD / σ of the data": st.column_config.NumberColumn(format="%.2f"),
+            "hit rate": st.column_config.NumberColumn(format="percent"),
+        },
+    )
+    st.caption(
+        f"{heldout.get('n', '?')} molecules, each conditioned on all properties of a "
+        "molecule drawn from the test split of the checkpoint's data; validity "
+        f"{fmt(heldout.get('validity'), True)}, novelty {fmt(heldout.get('novelty'), True)}, "
+        f"every property on target {fmt(heldout.get('hit_joint'), True)}."
+    )
+
+
+def shuffled_view(result: dict) -> None:
+    """The same molecules against their own and against shuffled targets."""
+    st.subheader("Is the condition used?")
+    st.write(
+        "The same molecules scored against another target of the same kind. A model that "
+        "uses its condition lands much closer to its own target than to a shuffled one; "
+        "equal bars mean the condition is ignored."
+    )
+    properties = result_properties(result)
+    figures = shuffle_metrics(properties)
+    for start in range(0, len(figures), 3):
+        for col, (key, label, note) in zip(st.columns(3), figures[start : start + 3], strict=False):
+            own, shuffled = result["summary"].get(key), result["shuffled"].get(key)
+            col.plotly_chart(
+                shuffled_figure(own, shuffled, label, note, key == "joint_hit"),
+                key=f"eval_shuffled_{key}",
+                config={"displayModeBar": False},
+            )
+    for p in properties:
+        real, fake = result["summary"].get(f"{p}_mad"), result["shuffled"].get(f"{p}_mad")
+        if real and fake and not math.isnan(real) and real > 0.8 * fake:
+            st.warning(f"{SHORT.get(p, p)}: own targets are hardly closer than shuffled ones.")
+
+
+def reconstruction_view(result: dict) -> None:
     st.subheader("Reconstruction: teacher-forced vs free-running")
+    reco = result.get("reconstruction", {})
     c1, c2, c3 = st.columns(3)
     tf, fr = reco.get("teacher_forced_token_acc"), reco.get("free_running_exact_match")
     c1.metric("Teacher-forced token accuracy", fmt(tf, True))
@@ -297,6 +309,9 @@ def show_result(result: dict) -> None:
         "molecules points at a causal mask that leaks the future, or at exposure bias."
     )
 
+
+def latent_view(reco: dict) -> None:
+    """Active units and KL per latent dimension; a warning at posterior collapse."""
     st.subheader("Latent use")
     kl = reco.get("kl_per_dim", [])
     active, dim = reco.get("active_units"), reco.get("latent_dim", len(kl))
@@ -311,28 +326,42 @@ def show_result(result: dict) -> None:
             "decoder ignores z."
         )
 
-    uncond = result.get("unconditional", {})
-    if uncond:
-        st.subheader("Unconditional samples vs the data")
-        table = pd.DataFrame(
-            [
-                {
-                    "property": SHORT.get(p, p),
-                    "generated mean ± SD": f"{uncond[f'{p}_mean']:.2f} ± {uncond[f'{p}_std']:.2f}",
-                    "training data mean ± SD": (
-                        f"{uncond[f'data_{p}_mean']:.2f} ± {uncond[f'data_{p}_std']:.2f}"
-                    ),
-                }
-                for p in bundle.properties
-                if f"{p}_mean" in uncond
-            ]
-        )
-        st.dataframe(table, hide_index=True)
-        st.caption(
-            f"{uncond.get('n', '?')} molecules with no condition; validity "
-            f"{fmt(uncond.get('validity'), True)}."
-        )
 
+def unconditional_view(uncond: dict) -> None:
+    """Property mean ± SD of unconditioned samples beside the training data's."""
+    st.subheader("Unconditional samples vs the data")
+    table = pd.DataFrame(
+        [
+            {
+                "property": SHORT.get(p, p),
+                "generated mean ± SD": f"{uncond[f'{p}_mean']:.2f} ± {uncond[f'{p}_std']:.2f}",
+                "training data mean ± SD": (
+                    f"{uncond[f'data_{p}_mean']:.2f} ± {uncond[f'data_{p}_std']:.2f}"
+                ),
+            }
+            for p in bundle.properties
+            if f"{p}_mean" in uncond
+        ]
+    )
+    st.dataframe(table, hide_index=True)
+    st.caption(
+        f"{uncond.get('n', '?')} molecules with no condition; validity "
+        f"{fmt(uncond.get('validity'), True)}."
+    )
+
+
+def show_result(result: dict) -> None:
+    """Every section of a cached evaluation, in reading order; absent sections are skipped."""
+    headline_view(result)
+    targets_view(result)
+    if result.get(core.evaluate.HELDOUT):
+        heldout_view(result[core.evaluate.HELDOUT], result_properties(result))
+    if "shuffled" in result:
+        shuffled_view(result)
+    reconstruction_view(result)
+    latent_view(result.get("reconstruction", {}))
+    if result.get("unconditional"):
+        unconditional_view(result["unconditional"])
     if "moses" in result:
         moses_view(result["moses"])
 
