@@ -1,13 +1,14 @@
 """Decoding measurements in MLX: latency per token at batch 1 with the KV cache (through
-``core.generate.generate_step``) and with full recomputation, a batch of molecules through
-``core.generate.generate``, and a closed-loop batch with the time spent in RDKit.
+``core.generate.generate_step``, compiled or not) and with full recomputation (compiled or
+not), a batch of molecules through ``core.generate.generate``, and a closed-loop batch with
+the time spent in RDKit.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import mlx.core as mx
@@ -29,44 +30,72 @@ class EndlessSampler(Sampler):
         return super().__call__(mx.where(is_eos, -mx.inf, logits), key, settings)
 
 
-def decode_with_cache(bundle: Bundle, length: int, seed: int = 0) -> None:
-    """One molecule of ``length`` tokens through ``generate_step`` (KV cache)."""
+def decode_with_cache(
+    bundle: Bundle, length: int, seed: int = 0, compiled: bool = True
+) -> np.ndarray:
+    """The token ids of one molecule of ``length`` tokens through ``generate_step`` (KV
+    cache); with ``compiled=False`` its compiled positions run op by op
+    (``mx.disable_compile``)."""
     sampler = EndlessSampler(eos_id=bundle.tokenizer.eos_id)
     steps = generate_step(bundle, {}, n=1, seed=seed, sampler=sampler, max_tokens=length)
-    for _ in steps:
-        pass
+    if not compiled:
+        mx.disable_compile()  # checked at call time: the same step, traced op by op
+    try:
+        return np.array([int(step.tokens[0]) for step in steps])
+    finally:
+        mx.enable_compile()
 
 
-def decode_without_cache(bundle: Bundle, length: int, seed: int = 0) -> None:
-    """The same molecule, re-running the decoder over the whole sequence for every token.
-
-    Per step it does what ``generate_step`` does besides the cache: sample, take the
-    probabilities and the top 5, one ``mx.eval``, and for a closed-loop model the properties
-    of the molecule so far (``core.feedback.PrefixTracker``), which the positions read.
+def recompute_position(bundle: Bundle, compiled: bool = False) -> Callable:
+    """One position without a cache: the decoder over the whole sequence so far, then what
+    ``generate_step`` does per position besides the cache (sample, the probabilities and the
+    top 5). ``(z, props, present, tokens, key, prefix) -> (tokens, top_ids, top_probs)``;
+    ``compiled`` wraps it in ``mx.compile`` (one trace per sequence length, kept by the
+    returned function: build it once and reuse it, as a compiled cache-less decoder would).
     """
-    model, args, tok = bundle.model, bundle.args, bundle.tokenizer
+    model, tok = bundle.model, bundle.tokenizer
     sampler = EndlessSampler(eos_id=tok.eos_id)
+    banned = mx.zeros((len(tok),)).at[mx.array([tok.pad_id, tok.bos_id, tok.unk_id])].add(-mx.inf)
+
+    def position(z, props, present, tokens, key, prefix):
+        x = model.decoder_inputs(z, props, present, tokens, tok.bos_id, prefix)  # (1, P+2+t, d)
+        logits, _ = model.decoder(x)
+        logits = logits[:, -1] + banned
+        token = sampler(logits, key)
+        probs = sampler.probabilities(logits)
+        top_ids = mx.argsort(-probs, axis=-1)[:, :5]
+        top_probs = mx.take_along_axis(probs, top_ids, axis=-1)
+        return mx.concatenate([tokens, token[:, None].astype(mx.int32)], axis=1), top_ids, top_probs
+
+    # the model's weights as implicit inputs, as core.generate's compiled step takes them
+    return mx.compile(position, inputs=model.state) if compiled else position
+
+
+def decode_without_cache(
+    bundle: Bundle, length: int, seed: int = 0, position: Callable | None = None
+) -> np.ndarray:
+    """The same molecule's token ids, re-running the decoder over the whole sequence for every
+    token (``position``: a ``recompute_position``, eager by default), one ``mx.eval`` per token
+    and, for a closed-loop model, the properties of the molecule so far
+    (``core.feedback.PrefixTracker``), which the positions read.
+    """
+    position = position or recompute_position(bundle)
+    args, tok = bundle.args, bundle.tokenizer
     z_key, tokens_key = mx.random.split(mx.random.key(seed))
     z = mx.random.normal((1, args.latent_dim), key=z_key)
     props, present = condition_arrays(bundle, {}, 1)
     keys = mx.random.split(tokens_key, args.max_len)
-    banned = mx.zeros((len(tok),)).at[mx.array([tok.pad_id, tok.bos_id, tok.unk_id])].add(-mx.inf)
     tokens = mx.zeros((1, 0), dtype=mx.int32)
     tracker = PrefixTracker(1, bundle.properties) if args.feedback else None
     reads = None if tracker is None else [bundle.normalise_properties(tracker.values[0])]
     for index in range(length):
         prefix = None if reads is None else mx.array(np.stack(reads)[None])  # (1, 1+t, P)
-        x = model.decoder_inputs(z, props, present, tokens, tok.bos_id, prefix)  # (1, P+2+t, d)
-        logits, _ = model.decoder(x)
-        logits = logits[:, -1] + banned
-        token = sampler(logits, keys[index])
-        probs = sampler.probabilities(logits)
-        top_ids = mx.argsort(-probs, axis=-1)[:, :5]
-        top_probs = mx.take_along_axis(probs, top_ids, axis=-1)
-        tokens = mx.concatenate([tokens, token[:, None].astype(mx.int32)], axis=1)
+        tokens, top_ids, top_probs = position(z, props, present, tokens, keys[index], prefix)
         mx.eval(tokens, top_ids, top_probs)
         if tracker is not None:
-            reads.append(bundle.normalise_properties(tracker.push([tok.tokens[token.item()]])[0]))
+            token = tok.tokens[tokens[0, -1].item()]
+            reads.append(bundle.normalise_properties(tracker.push([token])[0]))
+    return np.array(tokens[0])
 
 
 def generate_batch(bundle: Bundle, n: int, seed: int = 0) -> int:

@@ -4,7 +4,7 @@
 
     python -m bench.workers train [--quick] [--steps N]   # MLX training steps
     python -m bench.workers app --checkpoint DIR          # what the dashboard process holds
-    python -m bench.workers decode --checkpoint DIR       # batch-1 ms/token, cache vs none
+    python -m bench.workers decode --checkpoint DIR       # batch-1 ms/token: cache, compile
     MLX_RANK=r MLX_HOSTFILE=F python -m bench.workers rank [--quick]   # one data-parallel rank
 """
 
@@ -98,18 +98,23 @@ def app(args: argparse.Namespace) -> dict:
 
 
 def decode(args: argparse.Namespace) -> dict:
-    """Seconds per batch-1 run of ``--length`` tokens, with the KV cache (``generate_step``)
-    and with full recomputation, in alternating turns, in a process that holds only what a
-    dashboard process holds (no PyTorch thread pools, no benchmark tables)."""
-    from bench.decode import decode_with_cache, decode_without_cache
+    """Seconds per batch-1 run of ``--length`` tokens in alternating turns, in a process that
+    holds only what a dashboard process holds (no PyTorch thread pools, no benchmark tables):
+    ``cache``: ``generate_step`` (KV cache, compiled positions); ``cache_eager``: the same with
+    ``mx.disable_compile``; ``nocache``: full recomputation per token, compiled (one trace per
+    length, made in the warm-up runs). cache vs nocache is what the cache gives, cache vs
+    cache_eager what compilation gives."""
+    from bench.decode import decode_with_cache, decode_without_cache, recompute_position
     from bench.workload import alternate
     from core.checkpoint import load_checkpoint
 
     bundle = load_checkpoint(args.checkpoint)
+    position = recompute_position(bundle, compiled=True)
     times = alternate(
         {
             "cache": lambda: decode_with_cache(bundle, args.length),
-            "nocache": lambda: decode_without_cache(bundle, args.length),
+            "cache_eager": lambda: decode_with_cache(bundle, args.length, compiled=False),
+            "nocache": lambda: decode_without_cache(bundle, args.length, position=position),
         },
         args.warmup,
         args.repeats,
@@ -146,7 +151,9 @@ if __name__ == "__main__":
     p_rank.add_argument("--quick", action="store_true", help="tiny configuration")
     p_rank.add_argument("--steps", type=int, default=5, help="timed steps after two warm-ups")
     p_rank.set_defaults(work=rank)
-    p_dec = sub.add_parser("decode", help="time batch-1 decoding with and without the cache")
+    p_dec = sub.add_parser(
+        "decode", help="time batch-1 decoding with and without the cache and compilation"
+    )
     p_dec.add_argument("--checkpoint", required=True, help="checkpoint folder to load")
     p_dec.add_argument("--length", type=int, default=40, help="tokens per run")
     p_dec.add_argument("--repeats", type=int, default=7, help="timed runs of each variant")

@@ -29,8 +29,9 @@ needs_torch = pytest.mark.skipif(
 
 KEYS = [
     "train_tok_s_mlx", "train_tok_s_torch", "train_ratio", "sgemm_gflops", "mfu",
-    "decode_ms_per_token", "decode_ms_per_token_nocache", "kv_speedup", "gen_molecules_per_s",
-    "gen_molecules_per_s_torch", "peak_rss_mb_train", "peak_rss_mb_app",
+    "decode_ms_per_token", "decode_ms_per_token_nocache_compiled",
+    "decode_ms_per_token_cache_eager", "kv_speedup", "decode_compile_speedup",
+    "gen_molecules_per_s", "gen_molecules_per_s_torch", "peak_rss_mb_train", "peak_rss_mb_app",
 ]  # fmt: skip
 
 
@@ -167,6 +168,25 @@ def test_closed_loop_generation_times_the_prefix_tracker():
     assert copy.args.feedback and not open_loop.args.feedback and "copy" in source
 
 
+@pytest.mark.parametrize("feedback", [False, True])
+def test_the_four_decoding_variants_decode_the_same_molecule(feedback):
+    """kv_speedup and decode_compile_speedup compare the same work: compiled and eager give
+    the same tokens with the cache and without it, and (open loop) the cache changes none."""
+    from bench.decode import decode_with_cache, decode_without_cache, recompute_position
+
+    bundle = tiny_bundle(feedback=feedback)
+    compiled = recompute_position(bundle, compiled=True)
+    cached = decode_with_cache(bundle, 6, seed=3)
+    recomputed = decode_without_cache(bundle, 6, seed=3, position=compiled)
+    np.testing.assert_array_equal(decode_with_cache(bundle, 6, seed=3, compiled=False), cached)
+    np.testing.assert_array_equal(decode_without_cache(bundle, 6, seed=3), recomputed)
+    assert len(cached) == len(recomputed) == 6
+    if not feedback:
+        np.testing.assert_array_equal(recomputed, cached)
+    other = decode_without_cache(bundle, 6, seed=4, position=compiled)
+    assert not np.array_equal(other, recomputed)  # a reused trace reads this call's z and keys
+
+
 def test_missing_torch_is_one_clear_error(monkeypatch):
     from bench import run
 
@@ -190,7 +210,10 @@ def test_quick_run_writes_every_figure(tmp_path):
         result["train_tok_s_mlx"] / result["train_tok_s_torch"]
     )
     assert result["kv_speedup"] == pytest.approx(
-        result["decode_ms_per_token_nocache"] / result["decode_ms_per_token"]
+        result["decode_ms_per_token_nocache_compiled"] / result["decode_ms_per_token"]
+    )
+    assert result["decode_compile_speedup"] == pytest.approx(
+        result["decode_ms_per_token_cache_eager"] / result["decode_ms_per_token"]
     )
     loop = result["gen_closed_loop"]
     assert loop["molecules_per_s"] > 0 and loop["molecules_per_s_feedback_off"] > 0
