@@ -7,12 +7,15 @@ tabs, each in its own browser context (so its own Streamlit session and script t
 ``/generate`` with a seed of its own. Every tab presses **Step** again and again for
 ``--minutes`` (**Reset** when its molecule is finished). Reported:
 
+- ``molecules_finished``: molecules decoded to the end (counted when the tab resets them), the
+  measure of work done; ``steps``: Step clicks answered (one symbol each), their rate and the
+  server's CPU seconds per step;
 - ``step_latency_ms``: p50 / p95 / max from the click to the SELFIES text changing (or the
   finished state showing); the next click waits until the script run has ended;
 - ``errors``: exception elements on the page, and steps that got no answer in 30 s (must be 0);
 - ``rss_mb``: the server's resident memory (``VmRSS`` from ``/proc``) every few seconds: start,
-  end, max, and the slope per 100 generations (one generation = one Step, a ``generate_step``
-  call) fitted after the first fifth of the run, when caches and allocators have warmed up.
+  end, max, and the slope per 100 steps fitted after the first fifth of the run, when caches
+  and allocators have warmed up.
 
 Not run in CI: it needs minutes and all the cores. Numbers from a busy machine are upper bounds.
 """
@@ -61,7 +64,7 @@ class Tally:
     """What all tabs measured; appended to from the event loop only."""
 
     latencies_ms: list[float] = field(default_factory=list)
-    generations: int = 0
+    steps: int = 0  # Step clicks answered (one symbol each)
     molecules: int = 0  # finished (Reset pressed)
     exceptions: int = 0
     timeouts: int = 0
@@ -116,10 +119,10 @@ def cpu_seconds(pid: int) -> float:
 
 
 def sample_memory(pid: int, tally: Tally, every: float, stop: threading.Event, out: list):
-    """Append (time, RSS MB, generations so far, threads) every ``every`` s until ``stop``."""
+    """Append (time, RSS MB, steps so far, threads) every ``every`` s until ``stop``."""
     while not stop.is_set():
         try:
-            out.append((time.time(), *rss_and_threads(pid), tally.generations))
+            out.append((time.time(), *rss_and_threads(pid), tally.steps))
         except (OSError, KeyError, ValueError):
             return  # the server is gone
         stop.wait(every)
@@ -151,7 +154,7 @@ async def drive_tab(browser, url: str, index: int, go: Go, tally: Tally) -> None
             await step.click(timeout=STEP_TIMEOUT_MS)
             await page.wait_for_function(STEPPED, arg=before, timeout=STEP_TIMEOUT_MS)
             tally.latencies_ms.append((time.perf_counter() - clicked) * 1000)
-            tally.generations += 1
+            tally.steps += 1
             await page.wait_for_selector(IDLE, timeout=STEP_TIMEOUT_MS)
             failed = await page.locator(EXCEPTION).count()
             if failed:
@@ -223,7 +226,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def slope_per_100(samples: list[tuple[float, float, int, int]]) -> float | None:
-    """Least-squares MB per 100 generations over the samples after the first fifth."""
+    """Least-squares MB per 100 steps over the samples after the first fifth."""
     tail = samples[len(samples) // 5 :]
     if len(tail) < 3 or tail[-1][2] == tail[0][2]:
         return None
@@ -266,10 +269,11 @@ def load_test(args: argparse.Namespace) -> dict:
     return {
         "tabs": args.tabs,
         "seconds": round(elapsed, 1),
-        "generations": tally.generations,
         "molecules_finished": tally.molecules,
-        "generations_per_s": round(tally.generations / elapsed, 2),
-        "server_cpu_s_per_generation": round(server_cpu / max(tally.generations, 1), 3),
+        "molecules_per_minute": round(tally.molecules / elapsed * 60, 2),
+        "steps": tally.steps,
+        "steps_per_s": round(tally.steps / elapsed, 2),
+        "server_cpu_s_per_step": round(server_cpu / max(tally.steps, 1), 3),
         "server_cpu_share": round(server_cpu / elapsed, 2),  # cores the server kept busy
         "step_latency_ms": {
             "p50": round(percentile(lat, 50)),
@@ -289,10 +293,8 @@ def load_test(args: argparse.Namespace) -> dict:
             "start": round(rss[0], 1),
             "end": round(rss[-1], 1),
             "max": round(max(rss), 1),
-            "slope_per_100_generations": None if slope is None else round(slope, 3),
-            "samples (s, MB, generations, threads)": [
-                (t, round(m, 1), g, n) for t, m, g, n in samples
-            ],
+            "slope_per_100_steps": None if slope is None else round(slope, 3),
+            "samples (s, MB, steps, threads)": [(t, round(m, 1), g, n) for t, m, g, n in samples],
         }
         if rss
         else None,
@@ -310,20 +312,21 @@ def main(args: argparse.Namespace) -> int:
     out.write_text(json.dumps(result, indent=2) + "\n")
     lat, rss, errors = result["step_latency_ms"] or {}, result["rss_mb"] or {}, result["errors"]
     print(
-        f"{result['tabs']} tabs, {result['seconds']:.0f} s: {result['generations']} generations "
-        f"({result['generations_per_s']}/s), {result['molecules_finished']} molecules finished\n"
+        f"{result['tabs']} tabs, {result['seconds']:.0f} s: {result['molecules_finished']} "
+        f"molecules finished ({result['molecules_per_minute']}/min) in {result['steps']} Step "
+        f"clicks ({result['steps_per_s']}/s)\n"
         f"step latency p50 {lat.get('p50')} ms, p95 {lat.get('p95')} ms, max {lat.get('max')} ms\n"
         f"errors: {errors['exceptions']} exceptions, {errors['timeouts']} timeouts, "
         f"{errors['tabs_without_frame']} tabs without the app frame\n"
-        f"server CPU {result['server_cpu_s_per_generation']} s per generation "
+        f"server CPU {result['server_cpu_s_per_step']} s per step "
         f"({result['server_cpu_share']} cores busy)\n"
         f"server RSS: start {rss.get('start')} MB, end {rss.get('end')} MB, max {rss.get('max')} "
-        f"MB, slope {rss.get('slope_per_100_generations')} MB per 100 generations\n"
+        f"MB, slope {rss.get('slope_per_100_steps')} MB per 100 steps\n"
         f"server threads: {result['server_threads']}\n"
         f"load average {result['load_average']['start']} -> {result['load_average']['end']} "
         f"on {result['cpus']} CPUs; wrote {out}"
     )
-    failed = any(errors.values()) or result["generations"] == 0
+    failed = any(errors.values()) or result["steps"] == 0
     return 1 if failed else 0
 
 
