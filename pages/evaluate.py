@@ -15,6 +15,7 @@ import streamlit as st
 import core.evaluate
 from core.chem import DESCRIPTOR_SHORT, describe_smiles, mol_to_png, selfies_to_smiles
 from core.inspect import InspectError, interpolate, molecule_ids
+from core.latent import free_bits_of, units_above_floor
 from core.moses import BASELINES_SOURCE, LOWER_IS_BETTER, METRICS, PUBLISHED_BASELINES
 from core.pool import on_pool, submit
 from ui.charts import (
@@ -310,16 +311,23 @@ def reconstruction_view(result: dict) -> None:
     )
 
 
-def latent_view(reco: dict) -> None:
-    """Active units and KL per latent dimension; a warning at posterior collapse."""
+def latent_view(reco: dict, free_bits: float) -> None:
+    """Active units, units above the free-bits floor and KL per latent dimension; a warning
+    at posterior collapse."""
     st.subheader("Latent use")
     kl = reco.get("kl_per_dim", [])
     active, dim = reco.get("active_units"), reco.get("latent_dim", len(kl))
     c1, c2 = st.columns([1, 3])
     c1.metric("Active units", f"{active} of {dim}", help="Dimensions whose mu varies (var > 0.01)")
+    c1.metric(
+        "Above the free-bits floor",
+        f"{units_above_floor(kl, free_bits)} of {dim}" if kl else "—",
+        help=f"Dimensions whose mean KL is over {free_bits:g} nats, the KL training does not "
+        "charge for: the others may vary but carry no more than the floor.",
+    )
     c1.metric("Total KL", f"{sum(kl):.2f} nats")
     if kl:
-        c2.plotly_chart(kl_figure(kl), key="eval_kl")
+        c2.plotly_chart(kl_figure(kl, free_bits), key="eval_kl")
     if active == 0 or (kl and sum(kl) < 0.1):
         st.warning(
             "Posterior collapse: the latent code carries (almost) no information, so the "
@@ -359,7 +367,7 @@ def show_result(result: dict) -> None:
     if "shuffled" in result:
         shuffled_view(result)
     reconstruction_view(result)
-    latent_view(result.get("reconstruction", {}))
+    latent_view(result.get("reconstruction", {}), free_bits_of(bundle.path))
     if result.get("unconditional"):
         unconditional_view(result["unconditional"])
     if "moses" in result:

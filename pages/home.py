@@ -11,6 +11,7 @@ import streamlit as st
 from core.checkpoint import CheckpointError, read_config, read_metrics
 from core.chem import DESCRIPTOR_SHORT, DESCRIPTOR_STEPS, DESCRIPTOR_UNITS
 from core.evaluate import HELDOUT
+from core.latent import free_bits_of, units_above_floor
 from core.runs import checkpoint_step
 from ui.common import checkpoints_root, ensure_app_frame, selected_checkpoint
 from ui.elements import metric_row
@@ -133,6 +134,19 @@ def show_data(folder: Path) -> None:
     st.markdown("  \n".join(lines))
 
 
+def reconstruction_note(recon: dict, free_bits: float) -> str:
+    """Reconstruction accuracy and latent use of an evaluation, as one sentence."""
+    kl = recon.get("kl_per_dim", [])
+    floor = f", {units_above_floor(kl, free_bits)} above the free-bits floor ({free_bits:g} nats)"
+    return (
+        f"Reconstruction: {_num(recon.get('teacher_forced_token_acc'), '.1%')} of tokens "
+        f"right when teacher-forced vs {_num(recon.get('free_running_exact_match'), '.1%')} "
+        f"of molecules rebuilt exactly when decoding freely; "
+        f"{recon.get('active_units', '—')} of {recon.get('latent_dim', '—')} latent units "
+        f"active{floor if kl else ''}."
+    )
+
+
 def show_evaluation(name: str, folder: Path) -> None:
     """Headline generation metrics from ``evaluation.json``, or how to get them."""
     file = folder / EVALUATION
@@ -198,15 +212,8 @@ def show_evaluation(name: str, folder: Path) -> None:
             f"Every property at once, at the values of held-out molecules: MAD {mads}; "
             f"all on target {_num(heldout.get('hit_joint'), '.1%')}."
         )
-    recon = report.get("reconstruction", {})
-    if recon:
-        notes.append(
-            f"Reconstruction: {_num(recon.get('teacher_forced_token_acc'), '.1%')} of tokens "
-            f"right when teacher-forced vs {_num(recon.get('free_running_exact_match'), '.1%')} "
-            f"of molecules rebuilt exactly when decoding freely; "
-            f"{recon.get('active_units', '—')} of {recon.get('latent_dim', '—')} latent units "
-            "active."
-        )
+    if report.get("reconstruction"):
+        notes.append(reconstruction_note(report["reconstruction"], free_bits_of(folder)))
     n = report.get("n_per_target")
     notes.append(
         f"{n or '?'} samples per target at temperature {report.get('temperature', '?')}, "

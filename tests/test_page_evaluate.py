@@ -97,6 +97,22 @@ def test_collapsed_latent_gets_a_warning(checkpoints):
     assert list(at.dataframe[0].value.Met) == [True] * 7
 
 
+def test_latent_use_counts_the_units_above_the_checkpoints_free_bits_floor(checkpoints):
+    result = {
+        "overall": {"validity": 1.0, "uniqueness": 1.0, "novelty": 1.0, "internal_diversity": 0.9},
+        "targets": [],
+        "reconstruction": {"kl_per_dim": [0.05, 0.3, 1.0, 0.1], "active_units": 4, "latent_dim": 4},
+    }
+    folder = checkpoints / "default"
+    (folder / "evaluation.json").write_text(json.dumps(result))
+    shown = {m.label: m.value for m in run_page().metric}
+    assert shown["Active units"] == "4 of 4"
+    assert shown["Above the free-bits floor"] == "2 of 4"  # TrainArgs' 0.1: 0.1 is not over it
+    (folder / "state.json").write_text(json.dumps({"step": 0, "train_args": {"free_bits": 0.5}}))
+    shown = {m.label: m.value for m in run_page().metric}
+    assert shown["Above the free-bits floor"] == "1 of 4"
+
+
 def test_broken_result_file_is_reported_not_raised(checkpoints):
     (checkpoints / "default" / "evaluation.json").write_text("{not json")
     at = run_page()

@@ -23,6 +23,7 @@ EVALUATION = {
         "free_running_exact_match": 0.4,
         "active_units": 3,
         "latent_dim": 4,
+        "kl_per_dim": [0.05, 0.3, 1.0, 0.1],
     },
 }
 
@@ -67,7 +68,7 @@ def test_headline_metrics_from_evaluation_json(checkpoints):
     assert shown["Joint hit rate"] == "31.0%"
     notes = " ".join(c.value for c in at.main.caption)
     assert "shuffled targets" in notes and "1.10" in notes and "21.0" in notes
-    assert "3 of 4 latent units" in notes
+    assert "3 of 4 latent units active, 2 above the free-bits floor (0.1 nats)" in notes
     assert not at.info
 
 

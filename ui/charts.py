@@ -634,8 +634,9 @@ def shuffled_figure(
     return fig
 
 
-def kl_figure(kl: Sequence[float]) -> go.Figure:
-    """KL to the prior per latent dimension; the inactive ones (≤ 0.01 nats) in red."""
+def kl_figure(kl: Sequence[float], free_bits: float | None = None) -> go.Figure:
+    """KL to the prior per latent dimension; the inactive ones (≤ 0.01 nats) in red, the
+    free-bits floor (``free_bits`` nats, when given) as a dotted line."""
     fig = go.Figure(
         go.Bar(
             x=[str(i + 1) for i in range(len(kl))],
@@ -649,5 +650,6 @@ def kl_figure(kl: Sequence[float]) -> go.Figure:
         yaxis_title="KL (nats)",
         height=260,
         margin=dict(l=0, r=0, t=10, b=0),
+        shapes=[] if free_bits is None else [line(free_bits, colour=CHOSEN, dash="dot")],
     )
     return fig
