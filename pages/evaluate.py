@@ -22,6 +22,7 @@ from ui.charts import (
     fmt,
     joint_figure,
     kl_figure,
+    novelty_label,
     shuffled_figure,
     single_target_figure,
     unit_label,
@@ -47,7 +48,8 @@ def goals(result: dict) -> list[tuple[str, tuple[str, str], float | None, bool]]
     """``GOALS`` plus a MAD row per property of the result and the joint hit rate."""
     properties = result.get("properties") or ["logp", "tpsa"]
     windows = result.get("hit_windows") or core.evaluate.HIT
-    rows = list(GOALS)
+    novelty = ("overall", "novelty")
+    rows = [(novelty_label(result), *g[1:]) if g[1] == novelty else g for g in GOALS]
     for p in properties:
         label = f"{SHORT.get(p, p)} MAD{unit_label(p)}, {SHORT.get(p, p)}-only targets"
         rows.append((label, ("summary", f"{p}_mad"), MAD_GOALS.get(p), False))
@@ -212,6 +214,8 @@ def headline_view(result: dict) -> None:
         hide_index=True,
         column_config={"Met": st.column_config.CheckboxColumn("Goal met")},
     )
+    if result.get("novelty_note"):
+        st.caption(result["novelty_note"])
 
 
 def targets_view(result: dict) -> None:
@@ -236,8 +240,9 @@ def targets_view(result: dict) -> None:
         st.plotly_chart(joint, key="eval_joint")
 
 
-def heldout_view(heldout: dict, properties: list[str]) -> None:
+def heldout_view(result: dict) -> None:
     """Every property conditioned at once, at held-out molecules' values."""
+    heldout, properties = result[core.evaluate.HELDOUT], result_properties(result)
     st.markdown("**Every property at once, at the values of held-out molecules**")
     st.dataframe(
         pd.DataFrame(
@@ -262,8 +267,9 @@ def heldout_view(heldout: dict, properties: list[str]) -> None:
     st.caption(
         f"{heldout.get('n', '?')} molecules, each conditioned on all properties of a "
         "molecule drawn from the test split of the checkpoint's data; validity "
-        f"{fmt(heldout.get('validity'), True)}, novelty {fmt(heldout.get('novelty'), True)}, "
-        f"every property on target {fmt(heldout.get('hit_joint'), True)}."
+        f"{fmt(heldout.get('validity'), True)}, {novelty_label(result).lower()} "
+        f"{fmt(heldout.get('novelty'), True)}, every property on target "
+        f"{fmt(heldout.get('hit_joint'), True)}."
     )
 
 
@@ -363,7 +369,7 @@ def show_result(result: dict) -> None:
     headline_view(result)
     targets_view(result)
     if result.get(core.evaluate.HELDOUT):
-        heldout_view(result[core.evaluate.HELDOUT], result_properties(result))
+        heldout_view(result)
     if "shuffled" in result:
         shuffled_view(result)
     reconstruction_view(result)

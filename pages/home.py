@@ -13,6 +13,7 @@ from core.chem import DESCRIPTOR_SHORT, DESCRIPTOR_STEPS, DESCRIPTOR_UNITS
 from core.evaluate import HELDOUT
 from core.latent import free_bits_of, units_above_floor
 from core.runs import checkpoint_step
+from ui.charts import novelty_label
 from ui.common import checkpoints_root, ensure_app_frame, selected_checkpoint
 from ui.elements import metric_row
 
@@ -167,8 +168,8 @@ def show_evaluation(name: str, folder: Path) -> None:
              "Share of generated SELFIES that decode to a molecule RDKit accepts."),
             ("Uniqueness", _num(overall.get("uniqueness"), ".1%"),
              "Distinct molecules among the valid ones, per target."),
-            ("Novelty", _num(overall.get("novelty"), ".1%"),
-             "Valid unique molecules that are not in the training set."),
+            (novelty_label(report), _num(overall.get("novelty"), ".1%"),
+             report.get("novelty_note") or "Valid unique molecules not in the training set."),
         ],
         border=True,
     )  # fmt: skip

@@ -113,6 +113,29 @@ def test_latent_use_counts_the_units_above_the_checkpoints_free_bits_floor(check
     assert shown["Above the free-bits floor"] == "1 of 4"
 
 
+def test_novelty_against_the_subset_is_labelled_so(checkpoints):
+    note = "data/full/moses.parquet (named by the checkpoint) is missing: novelty vs the subset"
+    result = {
+        "overall": {"validity": 1.0, "uniqueness": 1.0, "novelty": 0.99, "internal_diversity": 0.9},
+        "targets": [],
+        "novelty_vs": "subset",
+        "novelty_note": note,
+        core.evaluate.HELDOUT: {"n": 4, "novelty": 0.5},
+    }
+    folder = checkpoints / "default"
+    (folder / "evaluation.json").write_text(json.dumps(result))
+    at = run_page()
+    assert list(at.dataframe[0].value.Metric)[2] == "Novelty (vs subset)"
+    captions = [c.value for c in at.caption]
+    assert note in captions
+    assert any("novelty (vs subset) 50.0%" in c for c in captions)  # the held-out section
+    del result["novelty_vs"], result["novelty_note"]
+    (folder / "evaluation.json").write_text(json.dumps(result))
+    at = run_page()
+    assert list(at.dataframe[0].value.Metric)[2] == "Novelty"
+    assert not any("vs subset" in c.value for c in at.caption)
+
+
 def test_broken_result_file_is_reported_not_raised(checkpoints):
     (checkpoints / "default" / "evaluation.json").write_text("{not json")
     at = run_page()

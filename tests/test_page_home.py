@@ -72,6 +72,16 @@ def test_headline_metrics_from_evaluation_json(checkpoints):
     assert not at.info
 
 
+def test_novelty_against_the_subset_is_labelled_so(checkpoints):
+    report = {**EVALUATION, "novelty_vs": "subset", "novelty_note": "its training set is missing"}
+    (checkpoints / "default" / "evaluation.json").write_text(json.dumps(report))
+    at = app_test().run()
+    assert not at.exception
+    novelty = next(m for m in at.metric if m.label.startswith("Novelty"))
+    assert novelty.label == "Novelty (vs subset)" and novelty.value == "95.0%"
+    assert novelty.help == "its training set is missing"
+
+
 def test_unreadable_evaluation_is_not_fatal(checkpoints):
     (checkpoints / "default" / "evaluation.json").write_text("{ truncated")
     at = app_test().run()

@@ -38,6 +38,17 @@ def short_label(p: str) -> str:
     return DESCRIPTOR_SHORT.get(p, p) + unit_label(p)
 
 
+def novelty_label(result: Mapping) -> str:
+    """How an evaluation's novelty is named: "Novelty", or "Novelty (vs subset)" where
+    ``core.evaluate`` measured it against the MOSES subset because the training set its
+    checkpoint names was missing (``novelty_vs``), which inflates it.
+
+    >>> novelty_label({"novelty_vs": "subset"}), novelty_label({})
+    ('Novelty (vs subset)', 'Novelty')
+    """
+    return "Novelty (vs subset)" if result.get("novelty_vs") == "subset" else "Novelty"
+
+
 def fmt(value: float | None, percent: bool) -> str:
     """A figure as shown in tables and on bars: ``12.3%`` or ``0.42``; a dash when missing."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
