@@ -15,6 +15,7 @@ import mlx.core as mx
 import numpy as np
 
 from core.checkpoint import Bundle
+from core.closed_loop import ClosedLoop
 from core.feedback import PrefixTracker
 from core.generate import Sampler, condition_arrays, generate, generate_step, make_sampler
 
@@ -108,23 +109,24 @@ def generate_batch(bundle: Bundle, n: int, seed: int = 0) -> int:
 
 @contextlib.contextmanager
 def tracker_seconds() -> Iterator[list[float]]:
-    """Seconds spent in ``core.feedback.PrefixTracker.push`` (SELFIES decoding and RDKit of
-    every molecule so far) while the block runs, in the one-element list it yields."""
+    """Seconds spent in ``core.closed_loop.ClosedLoop.push`` (SELFIES decoding and RDKit of
+    every molecule so far, the ring check and the finishing check) while the block runs, in
+    the one-element list it yields."""
     spent = [0.0]
-    push = PrefixTracker.push
+    push = ClosedLoop.push
 
-    def timed(self, symbols):
+    def timed(self, *args):
         start = time.perf_counter()
         try:
-            return push(self, symbols)
+            return push(self, *args)
         finally:
             spent[0] += time.perf_counter() - start
 
-    PrefixTracker.push = timed
+    ClosedLoop.push = timed
     try:
         yield spent
     finally:
-        PrefixTracker.push = push
+        ClosedLoop.push = push
 
 
 def generate_closed_loop(
@@ -132,8 +134,8 @@ def generate_closed_loop(
 ) -> tuple[int, float]:
     """``n`` molecules of a closed-loop model at ``targets``, temperature 1, in one batch,
     through ``generate_step`` as ``generate`` calls it (``feedback=False``: the open-loop
-    experiment); returns the decoding steps the batch took and the seconds of them spent in
-    the ``PrefixTracker``."""
+    experiment); returns the decoding steps the batch took and the seconds of them spent
+    between the neural steps (``ClosedLoop.push``)."""
     sampler = make_sampler(1.0)
     with tracker_seconds() as spent:
         steps = generate_step(

@@ -302,7 +302,7 @@ def measure_decoding(work: Workload, plan: Plan, budget: Budget, folder: Path) -
 def measure_closed_loop(work: Workload, plan: Plan, deadline: float) -> dict:
     """Molecules/s of a closed-loop batch at ``CLOSED_LOOP_TARGETS`` (feedback on: after every
     token the properties of each molecule so far, with RDKit) and the share of that time in
-    the ``PrefixTracker``; the same model with feedback off beside it, in turns. An open-loop
+    ``ClosedLoop.push``; the same model with feedback off beside it, in turns. An open-loop
     checkpoint is measured through an untrained closed-loop copy of its architecture."""
     bundle, source = closed_loop_bundle(work)
     targets = {p: v for p, v in CLOSED_LOOP_TARGETS.items() if p in bundle.properties}
@@ -333,9 +333,10 @@ def measure_closed_loop(work: Workload, plan: Plan, deadline: float) -> dict:
         "molecules_per_s_feedback_off": n / statistics.median(times["off"]),
         "gen_steps": {name: [steps for steps, _ in r] for name, r in timed.items()},
         "note": "one batch at temperature 1 through core.generate.generate_step; rdkit_share: "
-        "time in core.feedback.PrefixTracker.push (SELFIES decoding and RDKit of every "
-        "molecule so far; its SMILES cache lives for the process, as in a dashboard), of the "
-        "feedback-on batches; feedback off: the same model reads the empty molecule throughout",
+        "time in core.closed_loop.ClosedLoop.push (SELFIES decoding and RDKit of every "
+        "molecule so far, ring and finishing checks; its SMILES cache lives for the process, as "
+        "in a dashboard), of the feedback-on batches; feedback off: the same model reads the "
+        "empty molecule throughout (rings and finishing still checked)",
     }
 
 

@@ -28,15 +28,25 @@ _EMPTY = 0.0  # every descriptor in the table is 0 for the empty molecule (no at
 
 
 @functools.lru_cache(maxsize=200_000)
-def _describe_cached(smiles: str, names: tuple[str, ...]) -> tuple[float, ...]:
-    """The descriptors ``names`` of one SMILES; zeros for "" (nothing decoded yet)."""
+def _describe_cached(smiles: str, names: tuple[str, ...]) -> tuple[tuple[float, ...], int]:
+    """The descriptors ``names`` of one SMILES (zeros for "", nothing decoded yet) and the
+    number of atoms in its largest ring (0 without rings)."""
     if not smiles:
-        return (_EMPTY,) * len(names)
+        return (_EMPTY,) * len(names), 0
     mol = mol_from_smiles(smiles)
     if mol is None:  # selfies output always parses; kept total so generation never stops
-        return (_EMPTY,) * len(names)
+        return (_EMPTY,) * len(names), 0
     with rdkit_quiet():
-        return tuple(float(DESCRIPTORS[name](mol)) for name in names)
+        values = tuple(float(DESCRIPTORS[name](mol)) for name in names)
+    return values, max((len(ring) for ring in mol.GetRingInfo().AtomRings()), default=0)
+
+
+def _decode(selfies_prefix: str) -> str:
+    """The SMILES of a SELFIES prefix ("" for nothing, or for what selfies cannot decode)."""
+    try:
+        return sf.decoder(selfies_prefix) if selfies_prefix else ""
+    except sf.DecoderError:
+        return ""
 
 
 def prefix_properties(selfies_prefix: str, names: Sequence[str]) -> tuple[str, tuple[float, ...]]:
@@ -47,15 +57,17 @@ def prefix_properties(selfies_prefix: str, names: Sequence[str]) -> tuple[str, t
     >>> prefix_properties("", ["logp", "tpsa"])
     ('', (0.0, 0.0))
     """
-    try:
-        smiles = sf.decoder(selfies_prefix) if selfies_prefix else ""
-    except sf.DecoderError:
-        smiles = ""
-    return smiles, _describe_cached(smiles, tuple(names))
+    smiles = _decode(selfies_prefix)
+    return smiles, _describe_cached(smiles, tuple(names))[0]
 
 
 class PrefixTracker:
     """The properties of each of ``n`` growing SELFIES strings, updated one symbol at a time.
+
+    Beside the properties (``values``) it knows each molecule's SMILES, its largest ring
+    (``rings``), whether the last symbol changed it (``changed``) and whether any further
+    symbols could (``finished``): what generation needs to keep rings small and to stop a
+    molecule that can no longer change.
 
     >>> t = PrefixTracker(1, ["tpsa"])
     >>> [round(float(t.push([s])[0, 0]), 2) for s in ("[C]", "[C]", "[O]")]
@@ -65,20 +77,59 @@ class PrefixTracker:
     def __init__(self, n: int, names: Sequence[str], prefix: Sequence[str] = ()):
         self.names = tuple(names)
         self.symbols: list[list[str]] = [list(prefix) for _ in range(n)]
-        smiles, row = prefix_properties("".join(prefix), self.names)
+        smiles = _decode("".join(prefix))
+        row, ring = _describe_cached(smiles, self.names)
         self.smiles = [smiles] * n
         self.values = np.tile(np.array(row, dtype=np.float32), (n, 1))  # (n, P)
+        self.rings = np.full(n, ring)  # atoms in each molecule's largest ring
+        self.changed = np.zeros(n, dtype=bool)  # did the last symbol change the molecule?
+        self._before = list(self.smiles)  # each molecule before the last symbol
 
     def push(self, symbols: Sequence[str | None]) -> np.ndarray:
         """Append one symbol per string (None: the string has ended, nothing changes);
         returns the properties (n, P) of every string's molecule so far."""
         for i, symbol in enumerate(symbols):
-            if symbol is None:
-                continue
-            self.symbols[i].append(symbol)
-            self.smiles[i], row = prefix_properties("".join(self.symbols[i]), self.names)
-            self.values[i] = row
+            self._before[i] = self.smiles[i]
+            if symbol is not None:
+                self.symbols[i].append(symbol)
+                self._describe(i)
+            else:
+                self.changed[i] = False
         return self.values
+
+    def replace_last(self, i: int, symbol: str | None) -> None:
+        """Replace string ``i``'s last symbol (None: remove it), as if that had been pushed.
+
+        >>> t = PrefixTracker(1, ["tpsa"], ["[C]"])
+        >>> _ = t.push(["[O]"]); t.replace_last(0, "[C]"); t.smiles, t.changed.tolist()
+        (['CC'], [True])
+        >>> t.replace_last(0, None); t.smiles, t.changed.tolist()
+        (['C'], [False])
+        """
+        self.symbols[i].pop()
+        if symbol is not None:
+            self.symbols[i].append(symbol)
+        self._describe(i)
+
+    def finished(self, i: int, room: int) -> bool:
+        """Whether no ``room`` more symbols can change string ``i``'s molecule: SELFIES
+        ignores symbols once the atom being extended (and every open branch) has no valence
+        left, and ``room`` carbons would otherwise change it.
+
+        >>> t = PrefixTracker(2, ["tpsa"], ["[C]", "[Branch1]", "[C]"])
+        >>> _ = t.push(["[F]", "[F]"]); _ = t.push(["[F]", "[C]"])
+        >>> t.smiles, t.finished(0, 5), t.finished(1, 5)
+        (['C(F)F', 'C(F)C'], True, False)
+        """
+        probe = _decode("".join(self.symbols[i]) + "[C]" * room)
+        return room == 0 or probe == self.smiles[i]
+
+    def _describe(self, i: int) -> None:
+        """Recompute row ``i`` from its symbols."""
+        self.smiles[i] = _decode("".join(self.symbols[i]))
+        row, self.rings[i] = _describe_cached(self.smiles[i], self.names)
+        self.values[i] = row
+        self.changed[i] = self.smiles[i] != self._before[i]
 
 
 def prefix_table(selfies: str, names: Sequence[str]) -> np.ndarray:

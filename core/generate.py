@@ -23,6 +23,7 @@ import numpy as np
 
 from core.cache import FixedKVCache, make_cache
 from core.checkpoint import Bundle
+from core.closed_loop import MAX_RING, ClosedLoop, redraw_key
 from core.errors import UserError
 
 MAX_MOLECULES = 100_000  # largest --n accepted by the command line
@@ -170,19 +171,21 @@ def generate_step(
     return_attention: bool = False,
     max_tokens: int | None = None,
     feedback: bool = True,
+    max_ring: int | None = MAX_RING,
 ) -> Iterator[Step]:
     """Decode ``n`` molecules token by token, yielding a ``Step`` after each token.
 
     ``z`` (n, latent_dim) defaults to a draw from the prior; ``cfg_scale`` > 1 applies
     classifier-free guidance against the unconditioned prediction. A closed-loop model
     (``args.feedback``) reads after every token the properties of each molecule so far,
-    computed with RDKit (``core.feedback``); ``feedback=False`` freezes them at the prefix's
-    molecule (an open-loop experiment: the model no longer sees its progress). At most
-    ``max_tokens`` tokens are written (default: up to the model's ``max_len``, the prefix
-    included); more raise GenerationError when the first step is asked for.
+    computed with RDKit, never closes a ring of more than ``max_ring`` atoms (None: any) and
+    ends a molecule once no more symbols can change it (``core.closed_loop``);
+    ``feedback=False`` freezes what it reads at the prefix's molecule (an open-loop
+    experiment: the model no longer sees its progress). At most ``max_tokens`` tokens are
+    written (default: up to the model's ``max_len``, the prefix included); more raise
+    GenerationError when the first step is asked for.
     """
-    model, args = bundle.model, bundle.args
-    decoder = model.decoder
+    args = bundle.args
     sampler = sampler or make_sampler()
     settings = sampler.settings()
     z_key, tokens_key = mx.random.split(mx.random.key(seed))
@@ -190,42 +193,11 @@ def generate_step(
         z = mx.random.normal((n, args.latent_dim), key=z_key)
     props, present = condition_arrays(bundle, targets, n)
     prefix_ids = encode_prefix(bundle, prefix)
-    room = args.max_len - len(prefix_ids)  # the position table ends after max_len tokens
-    limit = room if max_tokens is None else max_tokens
-    if not 0 < limit <= room:
-        after = f" after a prefix of {len(prefix_ids)}" if prefix_ids else ""
-        raise GenerationError(
-            f"max_tokens must be between 1 and {room} (the model writes at most "
-            f"{args.max_len} tokens{after}), got {limit}"
-        )
-    tracker = _Feedback(bundle, n, prefix, feedback) if args.feedback else None
-    guided = cfg_scale != 1.0
-    # the conditioned distribution and, with guidance, the unconditioned one: a cache each
-    bos = bundle.tokenizer.bos_id
-    streams = [(present, make_cache(args.n_layers))]
-    if guided:
-        streams.append((mx.zeros_like(present), make_cache(args.n_layers)))
-
-    def forward(ids: mx.array, reads: mx.array | None, start: bool = False):
-        """Logits (n, V) after token ids (n, T) (``start``: behind the prefix and [BOS]),
-        guided if asked, and the conditioned stream's attention weights."""
-        outs = []
-        for flags, cache in streams:
-            if start:
-                x = model.decoder_inputs(z, props, flags, ids, bos, reads)  # (n, P+2+T, d)
-            else:
-                x = decoder.embed_tokens(ids, props, flags, reads)  # (n, T, d)
-            logits, weights = decoder(x, cache, return_attention)
-            outs.append((logits[:, -1], weights))
-        (logits, weights), *unconditioned = outs
-        if guided:
-            free = unconditioned[0][0]
-            logits = free + cfg_scale * (logits - free)
-        return logits, weights
-
+    limit = _token_limit(args, len(prefix_ids), max_tokens)
+    loop = ClosedLoop(bundle, n, prefix, feedback, max_ring) if args.feedback else None
+    forward = _Forward(bundle, z, props, present, cfg_scale, return_attention)
     tokens = mx.array([prefix_ids] * n, dtype=mx.int32).reshape(n, len(prefix_ids))  # (n, L)
-    first = None if tracker is None else tracker.table  # (n, 1 + L, P)
-    logits, weights = forward(tokens, first, start=True)
+    logits, weights = forward(tokens, None if loop is None else loop.table, start=True)
     done = mx.zeros((n,), dtype=mx.bool_)
     # one key per absolute position: decoding from a prefix of an earlier run's own tokens
     # continues exactly as that run did (the dashboard steps this way)
@@ -234,28 +206,30 @@ def generate_step(
     # without guidance or attention, positions after the first run as one compiled function
     # over fixed-size caches (about 3x less time per token at batch 1 on CPU)
     step = None
-    if not guided and not return_attention and limit > 1:
+    if cfg_scale == 1.0 and not return_attention and limit > 1:
         step = _compiled_step(bundle, sampler, report_top, n)
     state = None
-    reads = None if tracker is None else tracker.latest  # (n, 1, P) normalised
+    reads = None if loop is None else loop.latest  # (n, 1, P) normalised
     for index in range(limit):
+        position = len(prefix_ids) + index  # of the symbol chosen now, in the molecule
         if index == 0 or step is None:
-            key = rng_keys[len(prefix_ids) + index]
-            token, top_ids, top_probs, done = pick(logits, key, done, settings)
+            token, top_ids, top_probs, done, logits = pick(
+                logits, rng_keys[position], done, settings
+            )
         else:
-            if state is None:  # the growing caches of the first position, copied once
-                size = decoder.pos.weight.shape[0]
-                state = _state([FixedKVCache.from_cache(c, size) for c in streams[0][1]])
-            token, top_ids, top_probs, done, state = step(
+            state = state or _state(forward.fixed_caches())
+            token, top_ids, top_probs, done, logits, state = step(
                 token, rng_keys, done, props, present, reads, settings, state
             )
         attn = [w[:, :, -1] for w in weights] if return_attention else []
         mx.eval(token, top_ids, top_probs, done, *attn)
+        chosen, finished = np.array(token), np.array(done)
+        if loop is not None:
+            redraw = _redrawer(sampler, logits, settings, (seed, position))
+            room = args.max_len - position - 1  # symbols the model could still write
+            chosen, finished, reads = loop.push(chosen, finished, room, redraw)
+            token, done = mx.array(chosen, dtype=token.dtype), mx.array(finished)
         order = np.argsort(-np.array(top_probs), axis=-1, kind="stable")  # best first
-        finished = np.array(done)
-        chosen = np.array(token)
-        if tracker is not None:
-            reads = tracker.push(chosen, finished)
         yield Step(
             index=index,
             tokens=chosen,
@@ -263,7 +237,7 @@ def generate_step(
             top_probs=np.take_along_axis(np.array(top_probs), order, axis=-1),
             done=finished,
             attention=[np.array(a) for a in attn] if return_attention else None,
-            prefix_props=None if tracker is None else tracker.raw.copy(),
+            prefix_props=None if loop is None else loop.raw.copy(),
         )
         if finished.all() or index == limit - 1:
             return
@@ -271,10 +245,73 @@ def generate_step(
             logits, weights = forward(token[:, None], reads)
 
 
+def _token_limit(args, n_prefix: int, max_tokens: int | None) -> int:
+    """How many tokens a call may write after a prefix of ``n_prefix`` symbols."""
+    room = args.max_len - n_prefix  # the position table ends after max_len tokens
+    limit = room if max_tokens is None else max_tokens
+    if not 0 < limit <= room:
+        after = f" after a prefix of {n_prefix}" if n_prefix else ""
+        raise GenerationError(
+            f"max_tokens must be between 1 and {room} (the model writes at most "
+            f"{args.max_len} tokens{after}), got {limit}"
+        )
+    return limit
+
+
+class _Forward:
+    """The decoder over one call's caches: the conditioned distribution and, with guidance
+    (``cfg_scale`` != 1), the unconditioned one, a cache each."""
+
+    def __init__(self, bundle, z, props, present, cfg_scale: float, return_attention: bool):
+        self.model, self.bos = bundle.model, bundle.tokenizer.bos_id
+        self.z, self.props, self.cfg_scale = z, props, cfg_scale
+        self.return_attention = return_attention
+        n_layers = bundle.args.n_layers
+        self.streams = [(present, make_cache(n_layers))]
+        if cfg_scale != 1.0:
+            self.streams.append((mx.zeros_like(present), make_cache(n_layers)))
+
+    def __call__(self, ids: mx.array, reads: mx.array | None, start: bool = False):
+        """Logits (n, V) after token ids (n, T) (``start``: behind the prefix and [BOS]),
+        guided if asked, and the conditioned stream's attention weights."""
+        model, outs = self.model, []
+        for flags, cache in self.streams:
+            if start:
+                x = model.decoder_inputs(self.z, self.props, flags, ids, self.bos, reads)
+            else:
+                x = model.decoder.embed_tokens(ids, self.props, flags, reads)  # (n, T, d)
+            logits, weights = model.decoder(x, cache, self.return_attention)
+            outs.append((logits[:, -1], weights))
+        (logits, weights), *unconditioned = outs
+        if unconditioned:
+            free = unconditioned[0][0]
+            logits = free + self.cfg_scale * (logits - free)
+        return logits, weights
+
+    def fixed_caches(self) -> list[FixedKVCache]:
+        """The conditioned stream's caches copied into fixed-size ones (for a compiled step)."""
+        size = self.model.decoder.pos.weight.shape[0]
+        return [FixedKVCache.from_cache(c, size) for c in self.streams[0][1]]
+
+
+def _redrawer(sampler: Sampler, logits: mx.array, settings: mx.array, where: tuple[int, int]):
+    """(row, refused token ids) -> a token drawn for that row from this step's ``logits``
+    (B, V) without the refused ones; each redraw has a key of its own (``where``: the seed
+    and the position)."""
+
+    def redraw(row: int, refused: list[int]) -> int:
+        banned = mx.zeros((logits.shape[-1],)).at[mx.array(refused)].add(-mx.inf)
+        key = redraw_key(*where, row, len(refused))
+        return int(sampler(logits[row : row + 1] + banned, key, settings)[0])
+
+    return redraw
+
+
 def _picker(bundle: Bundle, sampler: Sampler, report_top: int):
-    """(logits (B, V), key, done, settings) -> (token, top_ids, top_probs, done): the sampled
-    token ([PAD] once a row is done; [PAD], [BOS] and [UNK] never chosen) and the k most
-    likely tokens, unordered; ``settings`` of a sampler with ``sampler``'s structure."""
+    """(logits (B, V), key, done, settings) -> (token, top_ids, top_probs, done, logits): the
+    sampled token ([PAD] once a row is done; [PAD], [BOS] and [UNK] never chosen), the k most
+    likely tokens, unordered, and the logits it drew from; ``settings`` of a sampler with
+    ``sampler``'s structure."""
     tok = bundle.tokenizer
     banned = mx.zeros((len(tok),)).at[mx.array([tok.pad_id, tok.bos_id, tok.unk_id])].add(-mx.inf)
     mx.eval(banned)  # evaluated here: a compiled step may run it in another thread
@@ -286,7 +323,7 @@ def _picker(bundle: Bundle, sampler: Sampler, report_top: int):
         k = min(report_top, probs.shape[-1])
         top_ids = mx.argpartition(-probs, kth=k - 1, axis=-1)[:, :k]
         top_probs = mx.take_along_axis(probs, top_ids, axis=-1)
-        return token, top_ids, top_probs, done | (token == tok.eos_id)
+        return token, top_ids, top_probs, done | (token == tok.eos_id), logits
 
     return pick
 
@@ -305,9 +342,10 @@ def _step_table(model) -> OrderedDict:
 
 def _compiled_step(bundle: Bundle, sampler: Sampler, report_top: int, n: int) -> Callable:
     """``mx.compile`` of one decoding position over fixed-size caches: (token, rng_keys, done,
-    props, present, reads, settings, state) -> (token, top_ids, top_probs, done, state), with
-    state = (offset, keys per layer, values per layer). One per sampler structure, report size
-    and batch size (so each holds one trace), at most ``MAX_COMPILED_STEPS`` per model."""
+    props, present, reads, settings, state) -> (token, top_ids, top_probs, done, logits,
+    state), with state = (offset, keys per layer, values per layer). One per sampler
+    structure, report size and batch size (so each holds one trace), at most
+    ``MAX_COMPILED_STEPS`` per model."""
     key = (sampler.structure(), report_top, n)
     with _COMPILED_LOCK:
         table = _step_table(bundle.model)
@@ -339,46 +377,6 @@ def _state(cache: list[FixedKVCache]) -> tuple:
     return cache[0].offset, [c.keys for c in cache], [c.values for c in cache]
 
 
-def prefix_inputs(bundle: Bundle, selfies: str) -> mx.array | None:
-    """What a closed-loop decoder reads at [BOS] and at each symbol of ``selfies``: the
-    normalised properties (1, L + 1, P) of every prefix's molecule; None without feedback."""
-    from core.feedback import prefix_table
-
-    if not bundle.args.feedback:
-        return None
-    return mx.array(bundle.normalise_properties(prefix_table(selfies, bundle.properties))[None])
-
-
-class _Feedback:
-    """What a closed-loop model reads during one generation call: the properties of each
-    sequence's molecule so far (``core.feedback.PrefixTracker``), normalised."""
-
-    def __init__(self, bundle: Bundle, n: int, prefix: str, live: bool):
-        import selfies as sf
-
-        from core.feedback import PrefixTracker
-
-        self.bundle, self.tokenizer, self.live = bundle, bundle.tokenizer, live
-        symbols = list(sf.split_selfies(prefix)) if prefix else []
-        table = prefix_inputs(bundle, prefix)  # (1, 1 + L, P)
-        self.table = mx.broadcast_to(table, (n, *table.shape[1:]))
-        self.tracker = PrefixTracker(n, bundle.properties, symbols)
-        self.raw = self.tracker.values.copy()
-        self.latest = self.table[:, -1:]  # (n, 1, P)
-
-    def push(self, tokens: np.ndarray, done: np.ndarray) -> mx.array:
-        """The molecules after this step's tokens -> what the next position reads (n, 1, P)."""
-        if self.live:
-            eos = self.tokenizer.eos_id
-            symbols = [
-                None if finished or t == eos else self.tokenizer.tokens[t]
-                for t, finished in zip(tokens.tolist(), done.tolist(), strict=True)
-            ]
-            self.raw = self.tracker.push(symbols).copy()
-            self.latest = mx.array(self.bundle.normalise_properties(self.raw)[:, None])
-        return self.latest
-
-
 def generate(
     bundle: Bundle,
     targets: dict[str, float | np.ndarray | None],
@@ -391,9 +389,10 @@ def generate(
     cfg_scale: float = 1.0,
     batch_size: int = 500,
     progress: Callable[[int], None] | None = None,
+    max_ring: int | None = MAX_RING,
 ) -> list[str]:
     """Generate ``n`` SELFIES strings (prefix included) at the given targets (a number, or an
-    array of ``n`` numbers: one target per molecule)."""
+    array of ``n`` numbers: one target per molecule); ``max_ring`` as in ``generate_step``."""
     if n <= 0:
         raise GenerationError(f"n must be positive, got {n}")
     sampler = make_sampler(temperature, top_k)
@@ -415,6 +414,7 @@ def generate(
                 prefix=prefix,
                 cfg_scale=cfg_scale,
                 report_top=1,
+                max_ring=max_ring,
             )
         ]
         ids = np.stack(steps, axis=1) if steps else np.zeros((b, 0), dtype=np.int32)

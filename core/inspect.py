@@ -17,8 +17,9 @@ from rdkit import Chem
 
 from core.checkpoint import Bundle
 from core.chem import DESCRIPTOR_SHORT, describe, mol_from_smiles, smiles_to_selfies
+from core.closed_loop import prefix_inputs
 from core.errors import UserError
-from core.generate import condition_arrays, generate_step, make_sampler, prefix_inputs
+from core.generate import condition_arrays, generate_step, make_sampler
 from core.tokenizer import SPECIALS, TokenizerError
 
 PROPERTY_NAMES = DESCRIPTOR_SHORT  # short labels for axis ticks and condition tokens

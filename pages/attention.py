@@ -14,8 +14,9 @@ from core.chem import (
     describe_smiles,
     mol_to_png,
 )
+from core.closed_loop import prefix_inputs
 from core.feedback import prefix_properties
-from core.generate import GenerationError, prefix_inputs
+from core.generate import GenerationError
 from core.inspect import (
     InspectError,
     attention_maps,

@@ -160,7 +160,7 @@ def test_closed_loop_generation_times_the_prefix_tracker():
     steps, rdkit = generate_closed_loop(bundle, 8, {"logp": 2.0, "tpsa": 40.0}, seed=1)
     assert 1 <= steps <= bundle.args.max_len and rdkit > 0
     steps_off, rdkit_off = generate_closed_loop(bundle, 8, {"logp": 2.0}, seed=1, feedback=False)
-    assert steps_off >= 1 and rdkit_off == 0.0  # open loop: the tracker is never pushed
+    assert steps_off >= 1 and rdkit_off > 0.0  # open loop still checks rings and finishing
     decode_without_cache(bundle, 5)  # the cache-less reference reads the prefixes too
     open_loop = tiny_bundle()
     work = Workload(open_loop, "tiny", *(np.zeros((1, 1)),) * 4, TrainArgs())

@@ -1,11 +1,13 @@
 """The shipped checkpoints/default uses its conditions: molecules land nearer their own
 target than the other target of the same property (the shuffled control), for LogP and for
-TPSA separately."""
+TPSA separately; and its generation never closes a ring of 8 atoms or more, which the model
+alone does now and then."""
 
 import numpy as np
 import pytest
 
 from core.checkpoint import load_checkpoint
+from core.chem import selfies_to_mol
 from core.data import DATA_DIR
 from core.generate import generate, score
 
@@ -28,3 +30,16 @@ def test_condition_is_used(bundle, name, low, high):
     shuffled = np.mean([np.abs(values[low] - high).mean(), np.abs(values[high] - low).mean()])
     assert real < 0.4 * shuffled, (real, shuffled)
     assert values[high].mean() - values[low].mean() > 0.6 * (high - low)
+
+
+def largest_rings(selfies: list[str]) -> list[int]:
+    mols = [selfies_to_mol(s) for s in selfies]  # alive while their ring info is read
+    return [max(map(len, m.GetRingInfo().AtomRings()), default=0) for m in mols]
+
+
+def test_generation_closes_no_ring_of_eight_atoms_or_more(bundle):
+    targets = {"logp": 2.5, "tpsa": 60.0}
+    free = largest_rings(generate(bundle, targets, 2 * N, seed=3, max_ring=None))
+    kept = largest_rings(generate(bundle, targets, 2 * N, seed=3))
+    assert sum(size >= 8 for size in free) >= 3  # the model alone writes some
+    assert max(kept) <= 7 and sum(size >= 5 for size in kept) > N  # rings, none large

@@ -12,6 +12,7 @@ import pytest
 from tiny import tiny_bundle
 
 from core.checkpoint import load_checkpoint
+from core.closed_loop import prefix_inputs
 from core.generate import (
     MAX_COMPILED_STEPS,
     GenerationError,
@@ -21,7 +22,6 @@ from core.generate import (
     generate,
     generate_step,
     make_sampler,
-    prefix_inputs,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
