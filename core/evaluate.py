@@ -24,6 +24,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlx.core as mx
@@ -33,6 +34,8 @@ import pandas as pd
 from core.batches import EncodedSet, encode_set, take
 from core.checkpoint import Bundle, PropertyScale, load_checkpoint
 from core.chem import COUNT_DESCRIPTORS, DESCRIPTOR_STEPS
+from core.closed_loop import MAX_RING
+from core.data import DATA_DIR, DEFAULT_DATA, DataError, load_dataset, read_moses
 from core.generate import GenerationError, generate, generate_step, make_sampler, score
 from core.losses import gaussian_kl, masked_cross_entropy
 from core.targets import csv_properties
@@ -190,18 +193,49 @@ def shuffled(
     return summarise(out, properties)
 
 
-def training_smiles(bundle: Bundle) -> set[str]:
-    """Canonical SMILES of the training molecules: of the model's own data when it is a
-    user's, else of the full MOSES training set when prepared, else of the model's data."""
-    from core.data import DEFAULT_DATA, FULL_DATA, load_dataset
+@dataclass
+class NoveltyReference:
+    """The training molecules novelty is measured against."""
 
-    own = Path(bundle.meta.get("data", {}).get("path", ""))
-    first = (own,) if bundle.meta.get("data", {}).get("kind") == "user" else ()
-    for path in (*first, FULL_DATA, own, DEFAULT_DATA):
-        if path.is_file():
-            table = load_dataset(path)
-            return set(table.loc[table.split == "train", "smiles"])
-    return set()
+    smiles: set[str]  # canonical SMILES
+    vs: str  # "training set", or "subset" when the checkpoint's own is not here
+    note: str  # one sentence that says which molecules
+
+
+def _in_repository(path: str) -> Path | None:
+    """A data path as checkpoints store it (relative to the repository), or None."""
+    if not path:
+        return None
+    return Path(path) if Path(path).is_absolute() else DATA_DIR.parent / path
+
+
+def _train_smiles(path: Path) -> set[str]:
+    table = load_dataset(path)
+    return set(table.loc[table.split == "train", "smiles"])
+
+
+def novelty_reference(bundle: Bundle) -> NoveltyReference:
+    """What novelty is measured against: a user's model, its own training molecules; a MOSES
+    model, the full MOSES training set (1.58M SMILES from the ``molsets`` wheel, as molsets's
+    own novelty, with the checkpoint's training split added). Where neither is here, the MOSES
+    subset, labelled "subset" (it overstates novelty)."""
+    data = bundle.meta.get("data", {})
+    named = _in_repository(data.get("path", ""))
+    own = _train_smiles(named) if named is not None and named.is_file() else None
+    if data.get("kind") == "user" and own is not None:
+        note = f"Against the model's {len(own):,} training molecules ({named.name})."
+        return NoveltyReference(own, "training set", note)
+    if data.get("kind") != "user":
+        try:
+            moses = set(read_moses("train"))
+        except DataError:
+            moses = None
+        if moses is not None:
+            note = f"Against the full MOSES training set ({len(moses):,} SMILES, as molsets)."
+            return NoveltyReference(moses | (own or set()), "training set", note)
+    missing = named.name if named is not None else "the training set"
+    note = f"{missing} is not here: novelty is measured against the MOSES subset (overstated)."
+    return NoveltyReference(_train_smiles(DEFAULT_DATA), "subset", note)
 
 
 def reconstruction(bundle: Bundle, selfies: list[str], props: np.ndarray) -> dict:
@@ -298,6 +332,7 @@ def moses_section(
     temperature: float = 1.0,
     cfg_scale: float = 1.0,
     reference_size: int | None = MOSES_REFERENCE,
+    max_ring: int | None = MAX_RING,
 ) -> dict:
     """The MOSES suite of the ``unconditioned`` SMILES and of ``n`` molecules generated at the
     (LogP, TPSA) pairs of randomly drawn MOSES test molecules (with the MAD from those
@@ -326,6 +361,7 @@ def moses_section(
             seed=seed + 77_777,
             temperature=temperature,
             cfg_scale=cfg_scale,
+            max_ring=max_ring,
         ),
         tuple(names),
     )
@@ -340,10 +376,8 @@ def moses_section(
 
 def checkpoint_table(bundle: Bundle) -> pd.DataFrame:
     """The table the checkpoint was trained on (``meta.data.path``), else the MOSES subset."""
-    from core.data import DEFAULT_DATA, load_dataset
-
-    data_path = Path(bundle.meta.get("data", {}).get("path", ""))
-    return load_dataset(data_path if data_path.is_file() else DEFAULT_DATA)
+    named = _in_repository(bundle.meta.get("data", {}).get("path", ""))
+    return load_dataset(named if named is not None and named.is_file() else DEFAULT_DATA)
 
 
 def heldout_conditioning(
@@ -354,6 +388,7 @@ def heldout_conditioning(
     temperature: float = 1.0,
     cfg_scale: float = 1.0,
     train: set[str] | None = None,
+    max_ring: int | None = MAX_RING,
 ) -> dict:
     """Every property of the checkpoint targeted at once, at the values of ``n`` molecules
     drawn (``seed``) from the test split of ``table`` — combinations real molecules have:
@@ -371,8 +406,9 @@ def heldout_conditioning(
     drawn = test.iloc[np.random.default_rng(seed).choice(len(test), size=n, replace=n > len(test))]
     targets = {p: drawn[p].to_numpy(dtype=np.float64) for p in names}
     selfies = generate(
-        bundle, targets, n, seed=seed + 55_555, temperature=temperature, cfg_scale=cfg_scale
-    )
+        bundle, targets, n, seed=seed + 55_555, temperature=temperature, cfg_scale=cfg_scale,
+        max_ring=max_ring,
+    )  # fmt: skip
     scored = score(selfies, csv_properties(names))
     out = target_metrics(
         scored, targets, hit_windows(bundle.scales), hit_windows(bundle.scales, True)
@@ -392,12 +428,34 @@ def heldout_conditioning(
     return out
 
 
-def _overall(rows: list[dict]) -> dict:
-    """Validity and uniqueness averaged over the targets' rows."""
+def _overall(
+    rows: list[dict], generated: list[pd.DataFrame], reference: NoveltyReference, seed: int
+) -> dict:
+    """Validity and uniqueness averaged over the targets' rows; novelty against ``reference``
+    and internal diversity (of at most 2,000) of every valid molecule ``generated``."""
+    from core.chem import tanimoto_diversity
+
+    valid = pd.concat(generated)
+    unique = set(valid.smiles[valid.smiles != ""])
+    rng = np.random.default_rng(seed)
+    sample = rng.choice(sorted(unique), size=min(2000, len(unique)), replace=False)
     return {
         "validity": float(np.mean([r["validity"] for r in rows] or [math.nan])),
         "uniqueness": float(np.mean([r["uniqueness"] for r in rows] or [math.nan])),
+        "novelty": len(unique - reference.smiles) / max(len(unique), 1),
+        "internal_diversity": tanimoto_diversity(list(sample)),
     }
+
+
+def _reconstructions(bundle: Bundle, table: pd.DataFrame, n: int) -> dict:
+    """``reconstruction`` of the first ``n`` (at most 500: greedy decoding is costly) test
+    molecules of ``table``."""
+    test = table[table.split == "test"].head(min(500, n))
+    if test.empty:
+        test = table.head(min(500, n))
+    scales = bundle.scales
+    props = np.stack([scales[p].normalise(test[p].to_numpy()) for p in bundle.properties], 1)
+    return reconstruction(bundle, test.selfies.tolist(), props)
 
 
 def _unconditional(free: pd.DataFrame, table: pd.DataFrame, names: list[str]) -> dict:
@@ -421,14 +479,14 @@ def evaluate(
     cfg_scale: float = 1.0,
     progress: Callable[[float, str], None] | None = None,
     moses_reference: int | None = MOSES_REFERENCE,
+    max_ring: int | None = MAX_RING,
 ) -> dict:
-    """All metrics for ``bundle``; ``progress(fraction, message)`` is called as work proceeds.
+    """All metrics for ``bundle``; ``progress(fraction, message)`` is called as work proceeds;
+    ``max_ring`` as in ``core.generate.generate_step`` (None: rings of any size).
 
     The MOSES suite compares against ``moses_reference`` MOSES test molecules (default
     ``MOSES_REFERENCE``, 5,000, drawn with a fixed seed; None: the whole test set).
     """
-    from core.chem import tanimoto_diversity
-
     started = time.time()
     report = progress or (lambda f, m: None)
     names = bundle.properties
@@ -436,38 +494,30 @@ def evaluate(
     windows, strict = hit_windows(bundle.scales), hit_windows(bundle.scales, strict=True)
     known = reference_grid(names, bundle.scales)
     steps = len(known) + 5
-    rows, tables = [], []
+    tables = []
     for i, targets in enumerate(known):
         report(i / steps, f"generating at {targets}")
-        table = score(
-            generate(bundle, targets, n, seed=seed + 1000 * i, temperature=temperature,
-                     cfg_scale=cfg_scale),
-            columns,
-        )  # fmt: skip
-        rows.append(target_metrics(table, targets, windows, strict))
-        tables.append(table)
+        seed_i = seed + 1000 * i
+        selfies = generate(bundle, targets, n, seed=seed_i, temperature=temperature,
+                           cfg_scale=cfg_scale, max_ring=max_ring)  # fmt: skip
+        tables.append(score(selfies, columns))
+    rows = [target_metrics(t, g, windows, strict) for t, g in zip(tables, known, strict=True)]
     report(len(known) / steps, "unconditional samples")
-    free = score(generate(bundle, {}, n, seed=seed + 99_999, temperature=temperature), columns)
-    all_valid = pd.concat([*tables, free])
-    all_valid = all_valid[all_valid.smiles != ""]
+    free = generate(bundle, {}, n, seed=seed + 99_999, temperature=temperature, max_ring=max_ring)
+    free = score(free, columns)
     report((len(known) + 1) / steps, "novelty and diversity")
-    train = training_smiles(bundle)
-    unique = set(all_valid.smiles)
-    rng = np.random.default_rng(seed)
-    sample = rng.choice(sorted(unique), size=min(2000, len(unique)), replace=False)
+    reference = novelty_reference(bundle)
+    overall = _overall(rows, [*tables, free], reference, seed)
     table = checkpoint_table(bundle)
     report((len(known) + 2) / steps, "every property at held-out molecules' values")
-    heldout = heldout_conditioning(bundle, table, n, seed, temperature, cfg_scale, train)
+    heldout = heldout_conditioning(
+        bundle, table, n, seed, temperature, cfg_scale, reference.smiles, max_ring
+    )
     report((len(known) + 3) / steps, "MOSES suite")
     moses = moses_section(
-        bundle, free.smiles.tolist(), n, seed, temperature, cfg_scale, moses_reference
+        bundle, free.smiles.tolist(), n, seed, temperature, cfg_scale, moses_reference, max_ring
     )
-    n_recon = min(500, n)  # greedy reconstructions are costly; at most 500
-    test = table[table.split == "test"].head(n_recon)
-    if test.empty:
-        test = table.head(n_recon)
     report((len(known) + 4) / steps, "reconstruction and latent use")
-    props = np.stack([bundle.scales[p].normalise(test[p].to_numpy()) for p in names], axis=1)
     result = {
         "checkpoint": str(bundle.path),
         "properties": names,
@@ -477,17 +527,16 @@ def evaluate(
         "n_per_target": n,
         "temperature": temperature,
         "cfg_scale": cfg_scale,
-        "overall": {
-            **_overall(rows),
-            "novelty": len(unique - train) / max(len(unique), 1),
-            "internal_diversity": tanimoto_diversity(list(sample)),
-        },
+        "max_ring": max_ring,
+        "novelty_vs": reference.vs,
+        "novelty_note": reference.note,
+        "overall": overall,
         "summary": summarise(rows, names),
         "shuffled": shuffled(rows, tables, names, windows, strict),
         "targets": rows,
         HELDOUT: heldout,
         "unconditional": _unconditional(free, table, names),
-        "reconstruction": reconstruction(bundle, test.selfies.tolist(), props),
+        "reconstruction": _reconstructions(bundle, table, n),
         "latent_sensitivity": latent_sensitivity(bundle, n=min(n, 200), seed=seed),
         "moses": moses,
         "seconds": round(time.time() - started, 1),
@@ -501,6 +550,8 @@ def main(args: argparse.Namespace) -> int:
 
     if not 0 < args.n <= MAX_SAMPLES:
         raise GenerationError(f"--n must be between 1 and {MAX_SAMPLES}, got {args.n}")
+    if args.max_ring < 0:
+        raise GenerationError(f"--max-ring must be 0 or more, got {args.max_ring}")
     if args.moses_reference < 0:
         raise GenerationError(f"--moses-reference must be 0 or more, got {args.moses_reference}")
     bundle = load_checkpoint(args.checkpoint)
@@ -512,7 +563,7 @@ def main(args: argparse.Namespace) -> int:
 
         result = evaluate(
             bundle, args.n, args.seed, args.temperature, args.cfg_scale, progress,
-            moses_reference=args.moses_reference or None,
+            moses_reference=args.moses_reference or None, max_ring=args.max_ring or None,
         )  # fmt: skip
     out = Path(args.out) if args.out else Path(args.checkpoint) / "evaluation.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -525,7 +576,8 @@ def main(args: argparse.Namespace) -> int:
     heldout = "  ".join(f"{p} {h[f'mad_{p}']:.3g}" for p in bundle.properties)
     print(
         f"validity {o['validity']:.3f}  uniqueness {o['uniqueness']:.3f}  novelty "
-        f"{o['novelty']:.3f}  diversity {o['internal_diversity']:.3f}\n"
+        f"{o['novelty']:.3f} ({result['novelty_note']})  diversity "
+        f"{o['internal_diversity']:.3f}\n"
         f"{mads}  joint hit {s['joint_hit']:.3f} (strict {s['joint_hit_strict']:.3f})\n"
         f"all properties at held-out molecules' values: MAD {heldout}  joint hit "
         f"{h.get('hit_joint', math.nan):.3f}\n"
@@ -551,5 +603,9 @@ if __name__ == "__main__":
         default=MOSES_REFERENCE,
         help=f"MOSES test molecules for the MOSES suite (default {MOSES_REFERENCE:,}; 0: all)",
     )
+    parser.add_argument(
+        "--max-ring", type=int, default=MAX_RING,
+        help=f"largest ring a closed-loop model may close (default {MAX_RING}; 0: any size)",
+    )  # fmt: skip
     parser.add_argument("--out", help="JSON file (default: CHECKPOINT/evaluation.json)")
     run_cli(main, parser)
