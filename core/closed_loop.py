@@ -68,6 +68,8 @@ class ClosedLoop:
         self.table = mx.broadcast_to(table, (n, *table.shape[1:]))  # what [BOS] and the prefix read
         self.tracker = PrefixTracker(n, bundle.properties, symbols)
         self.raw = self.tracker.values.copy()  # (n, P) real units: what the model read last
+        self.refused: list[list[int]] = [[] for _ in range(n)]  # see ``push``
+        self.completed = np.zeros(n, dtype=bool)
         self.latest = self.table[:, -1:]  # (n, 1, P) normalised: what the next position reads
 
     def push(
@@ -75,8 +77,12 @@ class ClosedLoop:
     ) -> tuple[np.ndarray, np.ndarray, mx.array]:
         """This step's tokens (B,) and done flags (B,) -> the same after the ring check and
         the finishing check (changed copies), and what the next position reads (n, 1, P).
-        ``room``: how many more tokens the model may write after these."""
+        ``room``: how many more tokens the model may write after these. Afterwards
+        ``refused[i]`` lists the tokens row ``i`` drew and refused at this step (they closed
+        a large ring) and ``completed[i]`` says it ended because nothing could change it."""
         tokens, done = tokens.copy(), done.copy()
+        self.refused = [[] for _ in tokens]  # per row: tokens drawn now and refused
+        self.completed = np.zeros(len(tokens), dtype=bool)  # ended: nothing could change it
         eos = self.tokenizer.eos_id
         rings_before = self.tracker.rings.copy()
         ended = done | (tokens == eos)  # [EOS] chosen now, or ended earlier
@@ -87,7 +93,7 @@ class ClosedLoop:
                 self._redraw(i, tokens, done, redraw)
             if not done[i] and not self.tracker.changed[i] and self.tracker.finished(i, room):
                 self.tracker.replace_last(i, None)
-                tokens[i], done[i] = eos, True
+                tokens[i], done[i], self.completed[i] = eos, True, True
         if self.live:
             self.raw = self.tracker.values.copy()
             self.latest = mx.array(self.bundle.normalise_properties(self.raw)[:, None])
@@ -97,9 +103,10 @@ class ClosedLoop:
         """Draw row ``i``'s symbol again until its rings are small; end it if they never are."""
         tok = self.tokenizer
         never = {tok.pad_id, tok.bos_id, tok.unk_id}
-        refused = [int(tokens[i])]
+        refused = self.refused[i]
         while self.tracker.rings[i] > self.max_ring:
-            token = redraw(i, refused) if len(refused) <= MAX_REDRAWS else None
+            refused.append(int(tokens[i]))
+            token = redraw(i, list(refused)) if len(refused) <= MAX_REDRAWS else None
             if token is None or token in refused or token in never:
                 token = tok.eos_id
             tokens[i] = token
@@ -108,4 +115,3 @@ class ClosedLoop:
                 done[i] = True
                 return
             self.tracker.replace_last(i, tok.tokens[token])
-            refused.append(token)

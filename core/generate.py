@@ -120,6 +120,11 @@ class Step:
     # (B, P) properties (real units) of the molecule decoded so far, which a closed-loop
     # model reads as the gap to its targets at the next position; None without feedback
     prefix_props: np.ndarray | None = None
+    # closed loop (``core.closed_loop``): per row the token ids drawn at this step and refused
+    # because they closed a ring larger than max_ring (the chosen token replaced them), and
+    # (B,) True where the molecule ended here because no further symbol could change it
+    refused: list[list[int]] | None = None
+    completed: np.ndarray | None = None
 
 
 def condition_arrays(bundle: Bundle, targets: dict[str, float | np.ndarray | None], n: int):
@@ -238,6 +243,8 @@ def generate_step(
             done=finished,
             attention=[np.array(a) for a in attn] if return_attention else None,
             prefix_props=None if loop is None else loop.raw.copy(),
+            refused=None if loop is None else loop.refused,
+            completed=None if loop is None else loop.completed,
         )
         if finished.all() or index == limit - 1:
             return

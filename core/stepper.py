@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from core.checkpoint import Bundle
+from core.closed_loop import MAX_RING
 from core.feedback import prefix_properties
 from core.generate import Step, generate_step, make_sampler
 from core.inspect import partial_properties
@@ -33,6 +34,7 @@ class StepSettings:
     temperature: float = 1.0
     top_k: int = 0  # 0: sample among all symbols
     feedback: bool = True  # False: a closed-loop model reads the empty molecule throughout
+    max_ring: int | None = MAX_RING  # closed loop: largest ring it may close (None: any)
     checkpoint: str = ""  # the model's folder (another model's token ids mean nothing)
 
     @property
@@ -49,8 +51,10 @@ class Stepper:
     (the token id, [EOS] included), ``top_ids`` / ``top_probs`` (the most probable next
     symbols, best first), ``partial`` (per symbol: ``partial_properties`` of the prefix with
     every property of the model, None before the first atom) and, for a closed-loop model,
-    ``reads`` (the properties of the molecule the choosing position read). ``done`` once the
-    molecule is finished; ``playing`` while a UI steps on a timer.
+    ``reads`` (the properties of the molecule the choosing position read) and ``refused`` (the
+    symbols drawn first and refused because they closed a ring larger than ``max_ring``).
+    ``done`` once the molecule is finished (``completed``: because no further symbol could
+    change it); ``playing`` while a UI steps on a timer.
     """
 
     def __init__(self, settings: StepSettings):
@@ -66,6 +70,8 @@ class Stepper:
         self.partial: list[dict | None] = []
         self.reads: list[dict[str, float]] = []
         self.next_read: dict[str, float] | None = None  # closed loop: what the next step reads
+        self.refused: list[list[int]] = []  # per step: symbols drawn and refused (large ring)
+        self.completed = False  # ended because no further symbol could change the molecule
         self.done = False
         self.playing = False
 
@@ -84,6 +90,8 @@ class Stepper:
         self.chosen.append(token)
         self.top_ids.append(step.top_ids[0].tolist())
         self.top_probs.append(step.top_probs[0].tolist())
+        self.refused.append(list(step.refused[0]) if step.refused else [])
+        self.completed = step.completed is not None and bool(step.completed[0])
         if step.prefix_props is not None:
             if self.next_read is None:  # the first position reads the empty molecule
                 self.next_read = dict(zip(names, prefix_properties("", names)[1], strict=True))
@@ -108,8 +116,9 @@ class Stepper:
         """
         s = self.settings
         common = dict(
-            n=1, seed=s.seed, sampler=make_sampler(s.temperature, s.top_k), report_top=s.report_top
-        )
+            n=1, seed=s.seed, sampler=make_sampler(s.temperature, s.top_k),
+            report_top=s.report_top, max_ring=s.max_ring,
+        )  # fmt: skip
         targets = dict(s.targets)
         if s.feedback or not bundle.args.feedback:
             prefix = "".join(self.symbols)

@@ -40,6 +40,7 @@ def test_a_large_ring_is_drawn_again_until_it_is_small(bundle):
     assert asked == [list(ids(bundle, "[Branch2]")), list(ids(bundle, "[Branch2]", "[O]"))]
     assert tokens.tolist() == ids(bundle, "[#Branch1]").tolist() and not done[0]
     assert loop.tracker.rings[0] == 7 and loop.tracker.smiles[0] == "CC1CCCCCC1"
+    assert loop.refused == asked[-1:] and not loop.completed[0]  # what a Step reports
 
 
 def test_a_molecule_ends_when_every_draw_closes_a_large_ring(bundle):
@@ -68,6 +69,7 @@ def test_a_molecule_that_cannot_change_ends_and_the_others_go_on(bundle):
     loop.push(ids(bundle, "[F]", "[C]"), np.array([False, False]), 40, None)
     tokens, done, reads = loop.push(ids(bundle, "[C]", "[Branch1]"), np.zeros(2, bool), 40, None)
     assert tokens.tolist() == [eos, ids(bundle, "[Branch1]")[0]] and done.tolist() == [True, False]
+    assert loop.completed.tolist() == [True, False] and loop.refused == [[], []]
     assert loop.tracker.symbols[0] == ["[F]", "[F]"] and loop.tracker.smiles == ["FF", "FC"]
     assert reads.shape == (2, 1, len(bundle.properties))
     # near the length cap the same [Branch1] can no longer change anything either
