@@ -16,6 +16,7 @@ from core.chem import (
     canonical_smiles,
     mol_to_png,
 )
+from core.closed_loop import MAX_RING
 from core.evaluate import hit_windows, target_metrics
 from core.generate import GenerationError, generate_step, make_sampler, score
 from core.pool import iterate_on_pool
@@ -39,14 +40,17 @@ from ui.generate_controls import (
     fit_to_checkpoint,
     init_settings,
     property_control,
+    ring_control,
     sampling_controls,
     sync_url,
 )
+from ui.refusals import refusals_by_step
 
 ensure_app_frame()
 
 SHORT = DESCRIPTOR_SHORT
 UNITS = {p: f" {DESCRIPTOR_UNITS[p]}" if p in DESCRIPTOR_UNITS else "" for p in DESCRIPTORS}
+ENDED = "ended: no further symbol could change the molecule"  # a closed loop's own [EOS]
 TICK_SECONDS = 0.5  # one decoding step per tick while playing
 GRID_ROWS = 120  # molecules drawn in the batch grid
 
@@ -80,10 +84,15 @@ with controls:
     with st.container(border=True):
         temperature, top_k, seed = sampling_controls(len(tokenizer))
         feedback = feedback_control() if CLOSED_LOOP else True
-sync_url(targets, seed, temperature, top_k, feedback if CLOSED_LOOP else None)
+        max_ring = ring_control() if CLOSED_LOOP else MAX_RING  # an open loop has no ring check
+closed = (feedback, max_ring is not None) if CLOSED_LOOP else (None, None)
+sync_url(targets, seed, temperature, top_k, *closed)
 
-settings = (tuple(targets.items()), int(seed), float(temperature), int(top_k), feedback)
-stepping = StepSettings(targets, seed, temperature, top_k, feedback, str(bundle.path))
+settings = (tuple(targets.items()), int(seed), float(temperature), int(top_k), feedback, max_ring)
+stepping = StepSettings(
+    targets, seed, temperature, top_k, feedback=feedback, max_ring=max_ring,
+    checkpoint=str(bundle.path),
+)  # fmt: skip
 if getattr(st.session_state.get("gen_run"), "settings", None) != stepping:
     st.session_state.gen_run = Stepper(stepping)
 active = {p: v for p, v in targets.items() if v is not None}
@@ -162,24 +171,22 @@ def step_by_step() -> None:
         reads += "so far)" if feedback else "so far), frozen at the empty molecule: feedback off"
     buttons.caption(
         f"Decoder input: {conditions} [z] [BOS] + the symbols so far{reads} · "
-        f"{n} symbol{'s' * (n != 1)} decoded" + (" · finished ([EOS])" if run.done else "")
+        f"{n} symbol{'s' * (n != 1)} decoded"
+        + (f" · {ENDED}" if run.completed else " · finished ([EOS])" if run.done else "")
     )
     if not run.chosen:
         st.info("Press **Step** to decode the first symbol, or **Play** to watch it run.")
         return
     st.code("".join(run.symbols) or "(nothing yet)", language=None, wrap_lines=True)
+    refusals = refusals_by_step(run.symbols, run.refused, tokenizer.tokens)
+    if refusals:
+        n_refused = sum(len(notes) for notes in refusals.values())
+        with st.expander(f"{n_refused} symbol{'s' * (n_refused != 1)} refused so far: rings "
+                         f"> {max_ring} atoms", icon=":material/block:"):  # fmt: skip
+            st.markdown("\n".join(f"- step {k}: " + " · ".join(v) for k, v in refusals.items()))
     left, right = st.columns([2, 3])
     with left:
-        chosen = tokenizer.tokens[run.chosen[-1]]
-        st.markdown(f"**Step {len(run.chosen)}: next-symbol probabilities** — chose `{chosen}`")
-        labels = [tokenizer.tokens[i] for i in run.top_ids[-1]]
-        st.plotly_chart(
-            top_k_figure(labels, run.top_probs[-1], chosen),
-            key="gen_topk",
-            config={"displayModeBar": False},
-        )
-        if run.chosen[-1] not in run.top_ids[-1]:
-            st.caption(f"The chosen symbol is outside the {run.settings.report_top} most probable.")
+        next_symbol(run, refusals.get(len(run.chosen), []))
         if run.reads and active:
             frozen = "" if feedback else " — frozen at the empty molecule (feedback off)"
             st.markdown(
@@ -200,6 +207,39 @@ def step_by_step() -> None:
     running_charts(run)
     if run.done:
         final_summary(run)
+
+
+def next_symbol(run: Stepper, refusals: list[str]) -> None:
+    """The last step: its candidates, the symbol chosen (or why the molecule ended) and the
+    symbols a closed loop drew and refused first (``refusals``: their notes)."""
+    chosen = tokenizer.tokens[run.chosen[-1]]
+    outcome = ENDED if run.completed else f"chose `{chosen}`"
+    st.markdown(f"**Step {len(run.chosen)}: next-symbol probabilities** — {outcome}")
+    labels = [tokenizer.tokens[i] for i in run.top_ids[-1]]
+    refused = [tokenizer.tokens[i] for i in run.refused[-1]]
+    shown = "" if run.completed else chosen  # the model did not draw this [EOS]
+    st.plotly_chart(
+        top_k_figure(labels, run.top_probs[-1], shown, refused),
+        key="gen_topk",
+        config={"displayModeBar": False},
+    )
+    if run.completed:
+        st.caption(
+            "The token is still [EOS]: the closed loop ended the molecule because the symbol "
+            "drawn, and any after it, would leave it as it is."
+        )
+    elif run.chosen[-1] not in run.top_ids[-1]:
+        st.caption(f"The chosen symbol is outside the {run.settings.report_top} most probable.")
+    if refusals:
+        redrawn = f"then drew `{chosen}`"
+        if run.completed:
+            redrawn = "then drew one that changed nothing"
+        elif run.chosen[-1] == tokenizer.eos_id:
+            redrawn = "then ended the molecule"
+        st.caption(
+            ":material/block: " + " · ".join(refusals) + f" · {redrawn} (rings ≤ {max_ring} "
+            "atoms: a refused symbol is drawn again from the same distribution without it)"
+        )
 
 
 def running_charts(run: Stepper) -> None:
@@ -243,7 +283,7 @@ def run_batch(total: int) -> pd.DataFrame:
         size = min(MAX_BATCH, total - start)
         steps = iterate_on_pool(
             generate_step, bundle, targets, n=size, seed=int(seed) + start, sampler=sampler,
-            report_top=1, feedback=feedback,
+            report_top=1, feedback=feedback, max_ring=max_ring,
         )  # fmt: skip
         rows = []
         for step in steps:

@@ -1,6 +1,7 @@
 """Generate page (AppTest on a tiny checkpoint): sliders from the data, step-by-step decoding
 that continues like an uninterrupted run, Play / Reset, URL state, batch mode; on a closed-loop
-checkpoint the gaps each position read, the feedback switch and best-of-k batches."""
+checkpoint the gaps each position read, the feedback and small-rings switches, the symbols the
+closed loop refused, a molecule it ended and best-of-k batches."""
 
 import json
 import shutil
@@ -11,6 +12,7 @@ import streamlit as st
 from conftest import run_page
 from streamlit.testing.v1 import AppTest
 
+import core.generate
 from core.checkpoint import load_checkpoint
 from core.generate import generate, generate_step, make_sampler
 from core.inspect import partial_properties
@@ -166,6 +168,7 @@ def test_a_finished_molecule_is_scored_against_the_targets(app, use_tiny_checkpo
     ids = [tok.tokens.index(s) for s in symbols] + [tok.eos_id]
     run.symbols, run.chosen, run.done = symbols, ids, True
     run.top_ids, run.top_probs = [[i] for i in ids], [[1.0]] * len(ids)
+    run.refused = [[] for _ in ids]
     run.partial = [partial_properties("".join(symbols[: i + 1])) for i in range(3)]
     app.session_state["gen_run"] = run
     app.run()
@@ -284,3 +287,82 @@ def test_precise_without_a_target_says_so_and_stays_raw(closed_loop):
     assert any("set at least one" in i.value for i in closed_loop.info)
     batch = closed_loop.session_state.gen_batch
     assert len(batch["table"]) == 3 and batch["kept"] is None
+
+
+def test_ring_control_is_shown_only_for_a_closed_loop_checkpoint(app, closed_loop):
+    assert "gen_small_rings" not in [c.key for c in app.checkbox]
+    assert "rings" not in app.query_params
+    box = closed_loop.checkbox(key="gen_small_rings")
+    assert box.value is True and "≤ 7 atoms" in box.label
+    assert "drawn again from the model's own distribution" in box.help
+    assert closed_loop.query_params["rings"] == "small"
+    assert closed_loop.session_state.gen_run.settings.max_ring == 7
+
+
+def test_rings_of_any_size_reach_the_stepper_and_the_batch(closed_loop, monkeypatch):
+    seen = []
+    real = core.generate.generate_step
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["max_ring"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(core.generate, "generate_step", spy)  # what the page imports for batches
+    step(closed_loop)
+    closed_loop.checkbox(key="gen_small_rings").uncheck().run()
+    assert not closed_loop.exception
+    run = closed_loop.session_state.gen_run
+    assert run.chosen == [] and run.settings.max_ring is None  # a new run, any ring size
+    assert closed_loop.query_params["rings"] == "any"
+    step(closed_loop)
+    closed_loop.number_input(key="gen_batch_n").set_value(2).run()
+    closed_loop.button(key="gen_batch_go").click().run()
+    assert not closed_loop.exception and seen == [None]
+    closed_loop.checkbox(key="gen_small_rings").check().run()
+    assert any("settings changed" in i.value for i in closed_loop.info)
+    closed_loop.button(key="gen_batch_go").click().run()
+    assert seen == [None, 7]
+
+
+def forced_run(at: AppTest, symbols: list[str], last: str, refused: list[str]):
+    """The page's run set to have written ``symbols``, then ``last`` after drawing and
+    refusing ``refused`` (its candidates: all of them, best first)."""
+    run = at.session_state.gen_run
+    tokens = load_checkpoint(run.settings.checkpoint).tokenizer.tokens
+    ids = [tokens.index(s) for s in [*symbols, last]]
+    written = symbols + ([] if last == "[EOS]" else [last])
+    candidates = [tokens.index(s) for s in [*refused, last]]
+    run.symbols, run.chosen = written, ids
+    run.top_ids = [[i] for i in ids[:-1]] + [candidates]
+    run.top_probs = [[1.0]] * (len(ids) - 1) + [[0.5] * len(candidates)]
+    run.refused = [[] for _ in symbols] + [[tokens.index(s) for s in refused]]
+    run.partial = [partial_properties("".join(written[: i + 1])) for i in range(len(written))]
+    return run
+
+
+def test_refused_symbols_are_shown_with_the_ring_they_would_close(closed_loop):
+    ring = ["[C]"] * 9 + ["[Ring1]"]  # the next symbol says how far back the ring closes
+    forced_run(closed_loop, ring, "[Branch1]", ["[=Branch2]"])  # a 5-ring instead of a 9-ring
+    closed_loop.run()
+    assert not closed_loop.exception
+    note = "drew `[=Branch2]` → would close a 9-atom ring; refused"
+    shown = [c.value for c in closed_loop.caption if note in c.value]
+    assert len(shown) == 1 and "then drew `[Branch1]`" in shown[0]
+    assert closed_loop.expander[0].label.startswith("1 symbol refused so far")
+    assert any(f"step 11: {note}" in m.value for m in closed_loop.markdown)
+    bars = next(f["data"][0] for f in figures(closed_loop) if f["data"][0].get("orientation"))
+    assert bars["text"] == ["50.0% refused", "50.0%"]
+
+
+def test_a_molecule_the_closed_loop_ended_says_why(closed_loop):
+    run = forced_run(closed_loop, ["[C]", "[C]", "[O]"], "[EOS]", [])
+    run.done = run.completed = True
+    closed_loop.run()
+    assert not closed_loop.exception
+    ended = "ended: no further symbol could change the molecule"
+    assert any(f"Step 4: next-symbol probabilities** — {ended}" in m.value
+               for m in closed_loop.markdown)  # fmt: skip
+    assert not any("chose `[EOS]`" in m.value for m in closed_loop.markdown)
+    assert any(ended in c.value and "finished ([EOS])" not in c.value for c in closed_loop.caption)
+    assert not closed_loop.expander  # nothing refused
+    assert any("Finished after 3 symbols" in s.value for s in closed_loop.success)

@@ -19,6 +19,7 @@ from plotly.subplots import make_subplots
 from core.chem import DESCRIPTOR_LABELS, DESCRIPTOR_SHORT, DESCRIPTOR_UNITS
 
 CHOSEN, OTHER, TARGET = "#d62728", "#7f9fbf", "#2ca02c"
+REFUSED = "#b0b0b0"  # Generate: symbols a closed loop drew and refused
 GENERATED, DROPPED, DATASET = "#1f77b4", "#a9c4e0", "#c7ccd4"
 GAP = "#ff7f0e"  # what a closed-loop model reads: the gap to its target
 DATA, FILTERED, UPLOAD = "#b8c2cc", "#1f77b4", "#d62728"  # Dataset page: whole, filtered, yours
@@ -104,15 +105,23 @@ def density_figure(
     )
 
 
-def top_k_figure(labels: Sequence[str], probs: Sequence[float], chosen: str) -> go.Figure:
-    """The most probable next symbols (best first), the ``chosen`` one in red."""
+def top_k_figure(
+    labels: Sequence[str], probs: Sequence[float], chosen: str, refused: Sequence[str] = ()
+) -> go.Figure:
+    """The most probable next symbols (best first), the ``chosen`` one in red, those drawn
+    and ``refused`` (a closed loop's large rings) grey and hatched."""
+    colours = {label: REFUSED for label in refused} | {chosen: CHOSEN}
     fig = go.Figure(
         go.Bar(
             x=list(probs),
             y=list(labels),
             orientation="h",
-            marker_color=[CHOSEN if label == chosen else OTHER for label in labels],
-            text=[f"{q:.1%}" for q in probs],
+            marker_color=[colours.get(label, OTHER) for label in labels],
+            marker_pattern_shape=["/" if label in refused else "" for label in labels],
+            text=[
+                f"{q:.1%}" + (" refused" if label in refused else "")
+                for label, q in zip(labels, probs, strict=True)
+            ],
             textposition="outside",
             cliponaxis=False,
             hovertemplate="%{y}: %{x:.2%}<extra></extra>",
@@ -120,7 +129,7 @@ def top_k_figure(labels: Sequence[str], probs: Sequence[float], chosen: str) -> 
     )
     fig.update_layout(
         height=60 + 24 * len(labels),
-        margin=dict(l=0, r=40, t=10, b=0),
+        margin=dict(l=0, r=90 if refused else 40, t=10, b=0),
         xaxis=dict(range=[0, max(probs) * 1.15], tickformat=".0%", title="probability"),
         yaxis=dict(autorange="reversed", type="category"),
     )

@@ -1,6 +1,6 @@
 """The Generate page's controls: per property of the checkpoint a target (a toggle, and a slider
 and an exact value kept in step, over the data's density), the sampling settings, the
-closed-loop switch and the batch settings.
+closed-loop switches (feedback, small rings) and the batch settings.
 
 Each widget's state is filled once per session from the URL (``init_settings``), brought into
 the selected checkpoint's ranges (``fit_to_checkpoint``) and written back to the URL
@@ -17,6 +17,7 @@ import streamlit as st
 
 from core.checkpoint import Bundle, PropertyScale
 from core.chem import DESCRIPTOR_LABELS, DESCRIPTOR_SHORT, DESCRIPTOR_STEPS, DESCRIPTOR_UNITS
+from core.closed_loop import MAX_RING
 from ui.charts import density_figure
 from ui.common import cached_dataset, url_float, url_int
 
@@ -84,6 +85,8 @@ def init_settings(bundle: Bundle) -> None:
         state.gen_seed = url_int("seed", 0, 0, MAX_SEED)
     if "gen_feedback" not in state:
         state.gen_feedback = st.query_params.get("feedback") != "off"
+    if "gen_small_rings" not in state:
+        state.gen_small_rings = st.query_params.get("rings") != "any"
 
 
 def fit_to_checkpoint(bundle: Bundle) -> None:
@@ -106,14 +109,18 @@ def sync_url(
     temperature: float,
     top_k: int,
     feedback: bool | None,
+    small_rings: bool | None,
 ) -> None:
-    """Write the settings into the URL (``feedback`` None: an open-loop checkpoint)."""
+    """Write the settings into the URL (``feedback``, ``small_rings`` None: an open-loop
+    checkpoint, which has neither)."""
     query = {p: ("free" if v is None else f"{v:g}") for p, v in targets.items()}
     query |= {"seed": str(seed), "temperature": f"{temperature:g}", "top_k": str(top_k)}
-    if feedback is not None:
-        query["feedback"] = "on" if feedback else "off"
-    elif "feedback" in st.query_params:
-        del st.query_params["feedback"]
+    closed = {"feedback": ("on", "off", feedback), "rings": ("small", "any", small_rings)}
+    for name, (on, off, value) in closed.items():
+        if value is not None:
+            query[name] = on if value else off
+        elif name in st.query_params:
+            del st.query_params[name]
     st.query_params.update(query)
 
 
@@ -239,6 +246,21 @@ def feedback_control() -> bool:
             "Same seed, same z: switch back and forth to compare."
         )
     return bool(on)
+
+
+def ring_control() -> int | None:
+    """The small-rings switch of a feedback checkpoint: the largest ring it may close (None:
+    any, the model alone)."""
+    on = st.checkbox(
+        f"Keep rings ≤ {MAX_RING} atoms (MOSES rule)",
+        key="gen_small_rings",
+        persist_state="session",
+        help=f"On: a sampled symbol that would close a ring of more than {MAX_RING} atoms is "
+        "refused and drawn again from the model's own distribution without it (MOSES filters "
+        "rings of 8+ atoms as macrocycles; its training molecules have none). Off: the model "
+        "alone, which closes rings of 8+ atoms in roughly 1 molecule in 6.",
+    )
+    return MAX_RING if on else None
 
 
 def batch_controls(targeted: bool) -> tuple[int, int, bool]:
