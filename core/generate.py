@@ -234,22 +234,27 @@ def generate_step(
             room = args.max_len - position - 1  # symbols the model could still write
             chosen, finished, reads = loop.push(chosen, finished, room, redraw)
             token, done = mx.array(chosen, dtype=token.dtype), mx.array(finished)
-        order = np.argsort(-np.array(top_probs), axis=-1, kind="stable")  # best first
-        yield Step(
-            index=index,
-            tokens=chosen,
-            top_ids=np.take_along_axis(np.array(top_ids), order, axis=-1),
-            top_probs=np.take_along_axis(np.array(top_probs), order, axis=-1),
-            done=finished,
-            attention=[np.array(a) for a in attn] if return_attention else None,
-            prefix_props=None if loop is None else loop.raw.copy(),
-            refused=None if loop is None else loop.refused,
-            completed=None if loop is None else loop.completed,
-        )
+        yield _report(index, chosen, finished, top_ids, top_probs, attn, return_attention, loop)
         if finished.all() or index == limit - 1:
             return
         if step is None:
             logits, weights = forward(token[:, None], reads)
+
+
+def _report(index, chosen, finished, top_ids, top_probs, attn, with_attention, loop) -> Step:
+    """The ``Step`` of one position: candidates best first, what the closed loop did."""
+    order = np.argsort(-np.array(top_probs), axis=-1, kind="stable")  # best first
+    return Step(
+        index=index,
+        tokens=chosen,
+        top_ids=np.take_along_axis(np.array(top_ids), order, axis=-1),
+        top_probs=np.take_along_axis(np.array(top_probs), order, axis=-1),
+        done=finished,
+        attention=[np.array(a) for a in attn] if with_attention else None,
+        prefix_props=None if loop is None else loop.raw.copy(),
+        refused=None if loop is None else loop.refused,
+        completed=None if loop is None else loop.completed,
+    )
 
 
 def _token_limit(args, n_prefix: int, max_tokens: int | None) -> int:
