@@ -7,7 +7,6 @@ plus a report of the rows that could not be used; a bad row is counted, never fa
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import math
@@ -27,7 +26,7 @@ from core.chem import (
     rdkit_quiet,
 )
 from core.errors import UserError
-from core.molfile import MolFileError, smiles_column
+from core.molfile import MolFileError, decode_text, smiles_column
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024  # the Streamlit server refuses bigger files too
 MAX_UPLOAD_ROWS = 5_000  # descriptors cost ~3 ms per molecule (QED and SA dominate)
@@ -204,21 +203,10 @@ def _decode(name: str, data: bytes) -> str:
     if len(data) > MAX_UPLOAD_BYTES:
         size = len(data) / 1024**2
         raise ExploreError(f"{name} is {size:.1f} MB; the limit is {MAX_UPLOAD_BYTES >> 20} MB")
-    # UTF-16 with a byte-order mark: what spreadsheets export as "Unicode text"
-    encoding = "utf-16" if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "utf-8-sig"
-    if encoding != "utf-16" and b"\x00" in data[:65536]:
-        raise ExploreError(f"{name} looks like a binary file, not a text CSV or SMILES list")
-    try:
-        text = data.decode(encoding)
-    except UnicodeDecodeError as exc:
-        kind = "UTF-16" if encoding == "utf-16" else "UTF-8"
-        raise ExploreError(
-            f"{name} is not {kind} text (undecodable byte at position {exc.start}); "
-            "save it as UTF-8 and upload again"
-        ) from None
-    if not text.strip():
-        raise ExploreError(f"{name} holds only blank lines")
-    return text
+    return decode_text(
+        name, data, ExploreError, what="a text CSV or SMILES list",
+        hint="; save it as UTF-8 and upload again",
+    )  # fmt: skip
 
 
 def _rows_from_csv(name: str, text: str) -> list[tuple[int, str]]:

@@ -102,17 +102,40 @@ def check_file(path: Path | str, max_bytes: int = MAX_INPUT_BYTES) -> Path:
 
 
 def _read_text(path: Path) -> str:
-    raw = path.read_bytes()
-    encoding = _encoding(raw[:2])
+    return decode_text(path.name, path.read_bytes(), what="a text molecule file")
+
+
+def decode_text(
+    name: str,
+    data: bytes,
+    error: type[Exception] | None = None,
+    what: str = "text",
+    hint: str = "",
+) -> str:
+    """The text of an uploaded or read file ``name``: UTF-16 with a byte-order mark, else
+    UTF-8; ``error`` (default ``MolFileError``) with one line if it is binary, not text in
+    that encoding (``hint`` appended) or blank.
+
+    >>> decode_text("a.smi", "CCO\\n".encode("utf-16"))
+    'CCO\\n'
+    >>> decode_text("a.smi", b"\\n\\n")
+    Traceback (most recent call last):
+    ...
+    core.molfile.MolFileError: a.smi holds only blank lines
+    """
+    error = error or MolFileError
+    encoding = _encoding(data[:2])
+    if encoding != "utf-16" and b"\x00" in data[:65536]:
+        raise error(f"{name} looks like a binary file, not {what}")
     try:
-        text = raw.decode(encoding)
+        text = data.decode(encoding)
     except UnicodeDecodeError as exc:
         kind = "UTF-16" if encoding == "utf-16" else "UTF-8"
-        raise MolFileError(
-            f"{path.name} is not {kind} text (undecodable byte at position {exc.start})"
+        raise error(
+            f"{name} is not {kind} text (undecodable byte at position {exc.start}){hint}"
         ) from None
     if not text.strip():
-        raise MolFileError(f"{path.name} holds only blank lines")
+        raise error(f"{name} holds only blank lines")
     return text
 
 
