@@ -228,6 +228,29 @@ def _newest_line(lines: list[str], wanted: Callable[[str], bool]) -> str:
     return next((ln for ln in reversed(lines) if wanted(ln)), "")
 
 
+def _state(
+    alive: bool, lines: list[str], who: str, endings: list[tuple[str, Callable[[str], bool]]]
+) -> tuple[str, str]:
+    """(state, message) of a run from its process and log: "running", "none" (no log yet),
+    "failed" with its newest ``error:`` line, the first of ``endings`` whose line the log
+    holds (with the newest such line), else "ended".
+
+    >>> _state(False, ["wrote x"], "it", [("finished", lambda ln: ln.startswith("wrote"))])
+    ('finished', 'wrote x')
+    >>> _state(False, ["..."], "it", [])
+    ('ended', 'it ended without a final message')
+    """
+    if alive:
+        return "running", ""
+    if not lines:
+        return "none", ""
+    for state, wanted in [("failed", lambda ln: ln.startswith("error:")), *endings]:
+        line = _newest_line(lines, wanted)
+        if line:
+            return state, line
+    return "ended", f"{who} ended without a final message"
+
+
 def _last_progress(lines: list[str]) -> tuple[int | None, int | None]:
     """(done, total) of the newest progress bar in a log's lines; (None, None) before any.
 
@@ -289,23 +312,10 @@ def status(
     pid = _read_pid(folder)
     alive = pid is not None and _pid_alive(pid)
     step, total = _last_progress(lines)
-    message = ""
-    if alive:
-        state = "running"
-    elif not lines:
-        state = "none"
-    else:
-        last_error = _newest_line(lines, lambda ln: ln.startswith("error:"))
-        saved = _newest_line(lines, lambda ln: ln.startswith("checkpoint: "))
-        stopped = _newest_line(lines, lambda ln: "checkpoint saved at step" in ln)
-        if last_error:
-            state, message = "failed", last_error
-        elif stopped:
-            state, message = "stopped", stopped
-        elif saved:
-            state, message = "finished", saved
-        else:
-            state, message = "ended", "the trainer ended without a final message"
+    state, message = _state(alive, lines, "the trainer", [
+        ("stopped", lambda ln: "checkpoint saved at step" in ln),
+        ("finished", lambda ln: ln.startswith("checkpoint: ")),
+    ])  # fmt: skip
     rows = [r for r in read_metrics(out) if r.get("split") == "train"] if out.is_dir() else []
     return RunStatus(
         name=name,
@@ -474,18 +484,9 @@ def prepare_status(name: str, *, runs_root: Path | None = None, tail: int = 8) -
     pid = _read_pid(folder)
     alive = pid is not None and _pid_alive(pid, b"core.data")
     done, total = _last_progress(lines)
-    error = _newest_line(lines, lambda ln: ln.startswith("error:"))
-    wrote = _newest_line(lines, lambda ln: ln.startswith("wrote "))
-    if alive:
-        state, message = "running", ""
-    elif not lines:
-        state, message = "none", ""
-    elif error:
-        state, message = "failed", error
-    elif wrote:
-        state, message = "finished", wrote
-    else:
-        state, message = "ended", "the preparation ended without a final message"
+    state, message = _state(alive, lines, "the preparation", [
+        ("finished", lambda ln: ln.startswith("wrote ")),
+    ])  # fmt: skip
     return PrepareStatus(name, state, pid if alive else None, done, total, message, lines[-tail:])
 
 
