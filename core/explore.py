@@ -7,8 +7,6 @@ plus a report of the rows that could not be used; a bad row is counted, never fa
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +24,7 @@ from core.chem import (
     rdkit_quiet,
 )
 from core.errors import UserError
-from core.molfile import MolFileError, decode_text, smiles_column
+from core.molfile import MolFileError, decode_text, smiles_column, text_table
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024  # the Streamlit server refuses bigger files too
 MAX_UPLOAD_ROWS = 5_000  # descriptors cost ~3 ms per molecule (QED and SA dominate)
@@ -212,15 +210,7 @@ def _decode(name: str, data: bytes) -> str:
 def _rows_from_csv(name: str, text: str) -> list[tuple[int, str]]:
     """(line number, SMILES cell) for each data row of a CSV with a SMILES column
     (``core.molfile.smiles_column``: ``smiles``, ``canonical_smiles``, ...)."""
-    try:
-        delimiter = csv.Sniffer().sniff(text[:8192], delimiters=",;\t|").delimiter
-    except csv.Error:
-        delimiter = ","  # one column, or nothing to tell delimiters apart
-    try:
-        frame = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ExploreError(f"{name} cannot be read as CSV: {first}") from None
+    frame = text_table(name, text, "csv", ExploreError)
     try:  # found by name as preparing finds it: smiles, canonical_smiles, ...
         column = smiles_column([str(c) for c in frame.columns])
     except MolFileError as exc:

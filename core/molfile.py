@@ -166,20 +166,31 @@ def smiles_column(columns: list[str], wanted: str | None = None) -> str:
     )
 
 
-def _read_table(path: Path, fmt: str, wanted: str | None) -> MolFile:
-    text = _read_text(path)
-    if fmt == "tsv":
-        delimiter = "\t"
-    else:
+def text_table(
+    name: str, text: str, fmt: str = "csv", error: type[Exception] | None = None
+) -> pd.DataFrame:
+    """The cells (all strings) of a CSV or TSV text; a CSV's delimiter (``,;\\t|``) is
+    sniffed. ``error`` (default ``MolFileError``) with one line if it cannot be read.
+
+    >>> text_table("a.csv", "smiles;name\\nCCO;ethanol\\n").to_dict("records")
+    [{'smiles': 'CCO', 'name': 'ethanol'}]
+    """
+    error = error or MolFileError
+    delimiter = "\t" if fmt == "tsv" else ","
+    if fmt != "tsv":
         try:
             delimiter = csv.Sniffer().sniff(text[:8192], delimiters=",;\t|").delimiter
         except csv.Error:
-            delimiter = ","  # one column, or nothing to tell delimiters apart
+            pass  # one column, or nothing to tell delimiters apart
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        return pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MolFileError(f"{path.name} cannot be read as {fmt.upper()}: {first}") from None
+        raise error(f"{name} cannot be read as {fmt.upper()}: {first}") from None
+
+
+def _read_table(path: Path, fmt: str, wanted: str | None) -> MolFile:
+    frame = text_table(path.name, _read_text(path), fmt)
     column = smiles_column([str(c) for c in frame.columns], wanted)
     cells = frame[column].astype(str).tolist()
     return MolFile(fmt, [i + 2 for i in range(len(cells))], cells, column)  # line 1: header
