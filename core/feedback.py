@@ -83,13 +83,15 @@ class PrefixTracker:
         self.values = np.tile(np.array(row, dtype=np.float32), (n, 1))  # (n, P)
         self.rings = np.full(n, ring)  # atoms in each molecule's largest ring
         self.changed = np.zeros(n, dtype=bool)  # did the last symbol change the molecule?
+        self.still = np.zeros(n, dtype=int)  # symbols in a row that changed nothing
         self._before = list(self.smiles)  # each molecule before the last symbol
+        self._still_before = self.still.copy()
 
     def push(self, symbols: Sequence[str | None]) -> np.ndarray:
         """Append one symbol per string (None: the string has ended, nothing changes);
         returns the properties (n, P) of every string's molecule so far."""
         for i, symbol in enumerate(symbols):
-            self._before[i] = self.smiles[i]
+            self._before[i], self._still_before[i] = self.smiles[i], self.still[i]
             if symbol is not None:
                 self.symbols[i].append(symbol)
                 self._describe(i)
@@ -130,6 +132,7 @@ class PrefixTracker:
         row, self.rings[i] = _describe_cached(self.smiles[i], self.names)
         self.values[i] = row
         self.changed[i] = self.smiles[i] != self._before[i]
+        self.still[i] = 0 if self.changed[i] else self._still_before[i] + 1
 
 
 def prefix_table(selfies: str, names: Sequence[str]) -> np.ndarray:

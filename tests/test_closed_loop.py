@@ -8,7 +8,7 @@ import pytest
 import selfies as sf
 from tiny import tiny_bundle
 
-from core.closed_loop import MAX_REDRAWS, ClosedLoop
+from core.closed_loop import FINISH_AFTER, MAX_REDRAWS, ClosedLoop
 from core.tokenizer import Tokenizer
 
 EIGHT_CARBONS = "[C]" * 8 + "[Ring1]"  # the next symbol is the ring's index Q (ring: Q + 2)
@@ -62,17 +62,28 @@ def test_ring_limit_off_keeps_the_large_ring(bundle):
 
 
 def test_a_molecule_that_cannot_change_ends_and_the_others_go_on(bundle):
-    """Row 0 is F-F: no valence left, so a symbol that changes nothing ends it; row 1's
-    [Branch1] changes nothing yet but more symbols would."""
+    """Row 0 is F-F: no valence left, so once FINISH_AFTER symbols in a row changed nothing it
+    ends; row 1's branch symbols change nothing for a while but more symbols would."""
     eos = bundle.tokenizer.eos_id
     loop = ClosedLoop(bundle, 2, "[F]", live=True)
     loop.push(ids(bundle, "[F]", "[C]"), np.array([False, False]), 40, None)
-    tokens, done, reads = loop.push(ids(bundle, "[C]", "[Branch1]"), np.zeros(2, bool), 40, None)
-    assert tokens.tolist() == [eos, ids(bundle, "[Branch1]")[0]] and done.tolist() == [True, False]
-    assert loop.completed.tolist() == [True, False] and loop.refused == [[], []]
-    assert loop.tracker.symbols[0] == ["[F]", "[F]"] and loop.tracker.smiles == ["FF", "FC"]
+    quiet = [("[C]", "[Branch2]"), ("[O]", "[C]"), ("[N]", "[C]")]  # [Branch2] reads 2 more
+    assert len(quiet) == FINISH_AFTER
+    for k, symbols in enumerate(quiet, start=1):
+        tokens, done, reads = loop.push(ids(bundle, *symbols), np.zeros(2, bool), 40, None)
+        assert done.tolist() == [k == FINISH_AFTER, False]
+    assert tokens.tolist() == [eos, ids(bundle, "[C]")[0]] and loop.completed.tolist() == [1, 0]
+    assert loop.tracker.smiles == ["FF", "FC"] and loop.refused == [[], []]
+    assert loop.tracker.symbols[0] == ["[F]", "[F]", "[C]", "[O]"]  # the last one made [EOS]
     assert reads.shape == (2, 1, len(bundle.properties))
-    # near the length cap the same [Branch1] can no longer change anything either
+
+
+def test_at_the_length_cap_a_molecule_that_did_not_change_ends_at_once(bundle):
+    """With no room left, a symbol that changed nothing ends the molecule ([Branch1] would
+    need more symbols to change it)."""
     loop = ClosedLoop(bundle, 1, "[F][C]", live=True)
-    tokens, done, _ = loop.push(ids(bundle, "[Branch1]"), np.array([False]), 1, None)
-    assert tokens.tolist() == [eos] and done[0]
+    tokens, done, _ = loop.push(ids(bundle, "[Branch1]"), np.array([False]), 0, None)
+    assert tokens.tolist() == [bundle.tokenizer.eos_id] and done[0]
+    loop = ClosedLoop(bundle, 1, "[F][C]", live=True)
+    tokens, done, _ = loop.push(ids(bundle, "[Branch1]"), np.array([False]), 5, None)
+    assert not done[0]
