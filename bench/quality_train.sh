@@ -5,6 +5,9 @@
 #   bash bench/quality_train.sh [OUT [ARGS...]]           start (OUT defaults to runs/quality)
 #   RESUME=1 bash bench/quality_train.sh OUT [ARGS...]    continue after a stop (Ctrl+C saves)
 # ARGS go to core.train as they are (e.g. --total-steps N to change the schedule on resume).
+# checkpoints/default took two legs: this start (its schedule shortened to --total-steps 4500
+# on resume), then a second cosine from the finished run:
+#   RESUME=1 bash bench/quality_train.sh OUT --total-steps 10500 --lr 6e-4
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/quality}
