@@ -703,6 +703,22 @@ def list_datasets(root: Path | str = DATA_DIR) -> list[DatasetInfo]:
     return found
 
 
+def checkpoint_data_path(meta: dict) -> Path | None:
+    """The data file a checkpoint's ``meta`` names, a relative path resolved from the
+    repository (as training writes it); None when it names none.
+
+    >>> checkpoint_data_path({"data": {"path": "data/x.parquet"}}) == DATA_DIR / "x.parquet"
+    True
+    >>> checkpoint_data_path({}) is None
+    True
+    """
+    data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
+    path = str(data.get("path") or "")
+    if not path:
+        return None
+    return Path(path) if Path(path).is_absolute() else DATA_DIR.parent / path
+
+
 def load_dataset(path: Path | str | None = None) -> pd.DataFrame:
     """Read a prepared table (the committed subset by default) as a DataFrame.
 

@@ -35,7 +35,7 @@ from core.batches import EncodedSet, encode_set, take
 from core.checkpoint import Bundle, PropertyScale, load_checkpoint
 from core.chem import COUNT_DESCRIPTORS, DESCRIPTOR_STEPS
 from core.closed_loop import MAX_RING
-from core.data import DATA_DIR, DEFAULT_DATA, DataError, load_dataset, read_moses
+from core.data import DEFAULT_DATA, DataError, checkpoint_data_path, load_dataset, read_moses
 from core.generate import GenerationError, generate, generate_step, make_sampler, score
 from core.losses import gaussian_kl, masked_cross_entropy
 from core.targets import csv_properties
@@ -202,13 +202,6 @@ class NoveltyReference:
     note: str  # one sentence that says which molecules
 
 
-def _in_repository(path: str) -> Path | None:
-    """A data path as checkpoints store it (relative to the repository), or None."""
-    if not path:
-        return None
-    return Path(path) if Path(path).is_absolute() else DATA_DIR.parent / path
-
-
 def _train_smiles(path: Path) -> set[str]:
     table = load_dataset(path)
     return set(table.loc[table.split == "train", "smiles"])
@@ -220,7 +213,7 @@ def novelty_reference(bundle: Bundle) -> NoveltyReference:
     own novelty, with the checkpoint's training split added). Where neither is here, the MOSES
     subset, labelled "subset" (it overstates novelty)."""
     data = bundle.meta.get("data", {})
-    named = _in_repository(data.get("path", ""))
+    named = checkpoint_data_path(bundle.meta)
     own = _train_smiles(named) if named is not None and named.is_file() else None
     if data.get("kind") == "user" and own is not None:
         note = f"Against the model's {len(own):,} training molecules ({named.name})."
@@ -376,7 +369,7 @@ def moses_section(
 
 def checkpoint_table(bundle: Bundle) -> pd.DataFrame:
     """The table the checkpoint was trained on (``meta.data.path``), else the MOSES subset."""
-    named = _in_repository(bundle.meta.get("data", {}).get("path", ""))
+    named = checkpoint_data_path(bundle.meta)
     return load_dataset(named if named is not None and named.is_file() else DEFAULT_DATA)
 
 

@@ -14,7 +14,7 @@ import streamlit as st
 
 import core  # noqa: F401  (fast BLAS before mlx)
 from core.checkpoint import Bundle, CheckpointError, list_checkpoints, load_checkpoint
-from core.data import DEFAULT_DATA, DataError, load_dataset
+from core.data import DEFAULT_DATA, DataError, checkpoint_data_path, load_dataset
 from core.pool import on_pool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,10 +160,9 @@ def checkpoint_data(bundle: Bundle) -> str:
     """The table to show beside a checkpoint: its own data when that is a user's dataset that
     is here, else the MOSES subset (a MOSES checkpoint's full table would be a heavy load for
     a background)."""
-    data = bundle.meta.get("data") if isinstance(bundle.meta.get("data"), dict) else {}
-    own = Path(str(data.get("path", "")))
-    own = own if own.is_absolute() else ROOT / own
-    if data.get("kind") == "user" and own.is_file():
+    data, own = bundle.meta.get("data"), checkpoint_data_path(bundle.meta)
+    user = isinstance(data, dict) and data.get("kind") == "user"
+    if user and own is not None and own.is_file():
         return str(own)
     return str(DEFAULT_DATA)
 
