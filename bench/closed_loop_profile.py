@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
-import json
 import pstats
 import time
-from pathlib import Path
 
 import core  # noqa: F401  (fast BLAS before mlx)
+from bench.common import save, script_parser
 from core.checkpoint import load_checkpoint
 from core.generate import generate_step
 
@@ -41,16 +40,13 @@ def main(args: argparse.Namespace) -> dict:
         "checkpoint": str(args.checkpoint), "n": args.n, "seconds_profiled": round(seconds, 1),
         "steps": len(ended), "ended_after_step": ended, "top_functions": text.getvalue(),
     }  # fmt: skip
-    out = Path(__file__).resolve().parent / "results" / "closed_loop_profile.json"
-    out.write_text(json.dumps(result, indent=2))
+    save(result, "closed_loop_profile")
     print(text.getvalue())
     print("ended after step:", {k: ended[k - 1] for k in range(10, len(ended) + 1, 10)})
     return result
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", default="checkpoints/default", help="checkpoint folder")
-    parser.add_argument("--n", type=int, default=1000, help="molecules in the batch")
+    parser = script_parser(__doc__, 1000, "molecules in the batch")
     parser.add_argument("--top", type=int, default=15, help="functions to list")
     main(parser.parse_args())

@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import core  # noqa: F401  (fast BLAS before mlx)
+from bench.common import save, script_parser
 from bench.decode import generate_closed_loop
 from core.checkpoint import load_checkpoint
 
@@ -44,15 +44,12 @@ def main(args: argparse.Namespace) -> dict:
         "rdkit_share": min(shares),
         "gen_steps": steps,
     }
-    out = Path(__file__).resolve().parent / "results" / "closed_loop_speed.json"
-    out.write_text(json.dumps(result, indent=2))
+    save(result, "closed_loop_speed")
     print(json.dumps(result))
     return result
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", default="checkpoints/default", help="checkpoint folder")
-    parser.add_argument("--n", type=int, default=1000, help="molecules per batch")
+    parser = script_parser(__doc__, 1000, "molecules per batch")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of (on, off)")
     main(parser.parse_args())

@@ -14,13 +14,12 @@ set, and FCD grows as samples shrink, so this overstates it a little). Writes
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 
 import core  # noqa: F401  (fast BLAS before mlx)
+from bench.common import save, script_parser
 from core.checkpoint import load_checkpoint
 from core.chem import describe_smiles
 from core.generate import generate, score
@@ -51,15 +50,12 @@ def main(args: argparse.Namespace) -> dict:
             "seconds": round(time.perf_counter() - start, 1),
         }
         print(mode, result[mode], flush=True)
-    out = Path(args.out) if args.out else Path(__file__).parent / "results" / "fcd.json"
-    out.write_text(json.dumps(result, indent=2))
+    save(result, "fcd", args.out)
     return result
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", default="checkpoints/default", help="checkpoint folder")
-    parser.add_argument("--n", type=int, default=5000, help="molecules per mode")
+    parser = script_parser(__doc__, 5000, "molecules per mode")
     parser.add_argument("--reference", type=int, default=10_000, help="MOSES test molecules")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--out", help="JSON file (default bench/results/fcd.json)")

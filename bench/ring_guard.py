@@ -12,11 +12,10 @@ both against ``--reference`` MOSES test molecules (0: all 176,074). Prints a tab
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import core  # noqa: F401  (fast BLAS before mlx)
+from bench.common import save, script_parser
 from core.checkpoint import load_checkpoint
 from core.closed_loop import MAX_RING
 from core.evaluate import moses_section
@@ -47,8 +46,7 @@ def main(args: argparse.Namespace) -> dict:
     arms = [arm(bundle, args.n, args.seed, reference, m) for m in (MAX_RING, None)]
     result = {"checkpoint": str(args.checkpoint), "n": args.n, "seed": args.seed,
               "reference": reference or "all", "arms": arms}  # fmt: skip
-    out = Path(args.out) if args.out else Path(__file__).parent / "results" / "ring_guard.json"
-    out.write_text(json.dumps(result, indent=2))
+    save(result, "ring_guard", args.out)
     header = ("max_ring", "mode", "Filters", "macrocycles", "MAD LogP", "MAD TPSA")
     print("  ".join(header))
     for a in arms:
@@ -62,9 +60,7 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", default="checkpoints/default", help="checkpoint folder")
-    parser.add_argument("--n", type=int, default=1000, help="molecules per mode and arm")
+    parser = script_parser(__doc__, 1000, "molecules per mode and arm")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--reference", type=int, default=0, help="MOSES test molecules (0: all)")
     parser.add_argument("--out", help="JSON file (default bench/results/ring_guard.json)")

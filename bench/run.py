@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.common import RESULTS
 from bench.decode import generate_batch, generate_closed_loop
 from bench.workload import (
     CHECKPOINT_ENV,
@@ -44,7 +45,6 @@ from core.blas import blas_name, sgemm_gflops
 from core.checkpoint import save_checkpoint
 from core.model import count_parameters
 
-RESULTS = ROOT / "bench" / "results"
 INSTALL_HINT = ".venv/bin/pip install -r bench/requirements.txt"
 TORCH_THREADS = 2
 THREAD_ENV = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
