@@ -327,17 +327,18 @@ def generate_tokens(
     allow_eos: bool = True,
     seed: int = 0,
     z: torch.Tensor | None = None,
-    feedback: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    feedback: Callable | None = None,
 ) -> torch.Tensor:
     """Decode ``n`` unconditioned molecules with a KV cache, as ``core.generate.generate_step``
     does for ``generate``: sample every sequence each step (greedy at temperature 0), stop
     when all are done. ``allow_eos=False`` never ends a sequence (fixed-length timing); ``z``
     (n, latent_dim) defaults to a draw from the prior. Returns the tokens (n, S).
 
-    ``feedback`` (a closed-loop model, ``prefix_reader``): (tokens, done) of a step -> what
-    the next positions read (n, P), computed with RDKit as ``generate_step`` computes it.
-    With every condition free the model multiplies it by presence 0, but the work is done
-    all the same, in both frameworks."""
+    ``feedback`` (a closed-loop model, ``prefix_reader``): (tokens, done, redraw) of a step ->
+    (tokens, done, what the next positions read (n, P)), the closed loop of ``generate_step``
+    (``core.closed_loop``: properties with RDKit, the ring limit, the finishing check).
+    With every condition free the model multiplies the reads by presence 0, but the work is
+    done all the same, in both frameworks."""
     args = model.args
     gen = torch.Generator().manual_seed(seed)
     if z is None:
@@ -361,31 +362,47 @@ def generate_tokens(
             token = torch.multinomial(probs, 1, generator=gen)[:, 0]
         token = torch.where(done, pad, token)
         done |= token == eos
+        if feedback is not None:
+            redraw = _redrawer(logits, temperature, gen)
+            tokens, ended, read = feedback(token.numpy(), done.numpy(), redraw)
+            token, done = torch.from_numpy(tokens).to(token.dtype), torch.from_numpy(ended)
+            reads = torch.from_numpy(read)[:, None]
         out.append(token)
         if bool(done.all()):
             break
-        if feedback is not None:
-            reads = torch.from_numpy(feedback(token.numpy(), done.numpy()))[:, None]
         x = model.decoder.embed_tokens(token[:, None], props, props, reads)  # (n, 1, d)
         logits = model.decoder(x, offset, cache)[:, -1]
         offset += 1
     return torch.stack(out, dim=1)
 
 
-def prefix_reader(bundle, n: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """What the next positions of ``n`` sequences read, as ``core.generate`` computes it for a
-    closed-loop model: each molecule's properties so far (``core.feedback.PrefixTracker``),
-    normalised with the checkpoint's scales; an ended sequence keeps its molecule."""
-    from core.feedback import PrefixTracker
+def _redrawer(logits: torch.Tensor, temperature: float, gen: torch.Generator) -> Callable:
+    """(row, refused token ids) -> a token for that row from ``logits`` without the refused
+    ones, drawn as the step drew (greedy at temperature 0)."""
 
-    names, tok = bundle.properties, bundle.tokenizer
-    tracker = PrefixTracker(n, names)
+    def redraw(row: int, refused: list[int]) -> int:
+        row_logits = logits[row].clone()
+        row_logits[refused] = -math.inf
+        if temperature == 0:
+            return int(row_logits.argmax())
+        probs = torch.softmax(row_logits / temperature, dim=-1)
+        return int(torch.multinomial(probs, 1, generator=gen)[0])
 
-    def read(tokens: np.ndarray, done: np.ndarray) -> np.ndarray:
-        symbols = [
-            None if finished or t == tok.eos_id else tok.tokens[t]
-            for t, finished in zip(tokens.tolist(), done.tolist(), strict=True)
-        ]
-        return bundle.normalise_properties(tracker.push(symbols))
+    return redraw
+
+
+def prefix_reader(bundle, n: int) -> Callable:
+    """The closed loop of ``n`` sequences from the empty molecule, as ``core.generate`` runs
+    it for a closed-loop model (``core.closed_loop.ClosedLoop``): (tokens, done, redraw) of a
+    step -> (tokens, done, the normalised properties (n, P) the next positions read)."""
+    from core.closed_loop import ClosedLoop
+
+    loop, position = ClosedLoop(bundle, n, "", live=True), [0]
+
+    def read(tokens: np.ndarray, done: np.ndarray, redraw: Callable) -> tuple:
+        room = bundle.args.max_len - position[0] - 1  # symbols that could still follow
+        position[0] += 1
+        tokens, done, latest = loop.push(tokens, done, room, redraw)
+        return tokens, done, np.array(latest)[:, 0]
 
     return read
