@@ -18,7 +18,7 @@ BASE=(--data "$DATA" --limit 150000 --max-steps 1100 --total-steps 1100 --batch-
   --beta 0.5 --free-bits 0.1 --kl-anneal 400 --cond-drop 0.1 --eval-every 1100
   --save-every 10 --seed 0)
 arm_flags() {  # the recipe's lever flags, one of them changed
-  local feedback=(--feedback) noise=0.1 uncond=0.1 fourier=6
+  local feedback=(--feedback) noise=0.1 uncond=0.1 fourier=6 extra=()
   case "$1" in
     full) ;;
     no_feedback) feedback=() ;;
@@ -26,10 +26,12 @@ arm_flags() {  # the recipe's lever flags, one of them changed
     target_noise_005) noise=0.05 ;;
     no_joint_drop) uncond=0 ;;
     fourier_16) fourier=16 ;;  # the earlier default: up to 90 rad per σ
+    derivation) extra=(--derivation) ;;  # a new lever: positions read the SELFIES derivation
     *) echo "error: unknown arm '$1' (full, no_feedback, no_target_noise," \
-         "target_noise_005, no_joint_drop, fourier_16)" >&2; exit 2 ;;
+         "target_noise_005, no_joint_drop, fourier_16, derivation)" >&2; exit 2 ;;
   esac
-  echo "${feedback[@]}" --target-noise "$noise" --uncond-drop "$uncond" --n-fourier "$fourier"
+  echo "${feedback[@]}" --target-noise "$noise" --uncond-drop "$uncond" --n-fourier "$fourier" \
+    "${extra[@]}"
 }
 export OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
 mkdir -p runs/ablation bench/results/ablation

@@ -88,14 +88,15 @@ def decode_without_cache(
     keys = mx.random.split(tokens_key, args.max_len)
     tokens = mx.zeros((1, 0), dtype=mx.int32)
     tracker = PrefixTracker(1, bundle.properties) if args.feedback else None
-    reads = None if tracker is None else [bundle.normalise_properties(tracker.values[0])]
+    reads = None if tracker is None else [bundle.position_reads(tracker.values, tracker.codes)[0]]
     for index in range(length):
         prefix = None if reads is None else mx.array(np.stack(reads)[None])  # (1, 1+t, P)
         tokens, top_ids, top_probs = position(z, props, present, tokens, keys[index], prefix)
         mx.eval(tokens, top_ids, top_probs)
         if tracker is not None:
             token = tok.tokens[tokens[0, -1].item()]
-            reads.append(bundle.normalise_properties(tracker.push([token])[0]))
+            tracker.push([token])
+            reads.append(bundle.position_reads(tracker.values, tracker.codes)[0])
     return np.array(tokens[0])
 
 

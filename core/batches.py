@@ -39,8 +39,8 @@ def encode_set(
     prefix: Sequence[np.ndarray] | None = None,
 ) -> EncodedSet:
     """Encode ``selfies``, dropping those longer than ``max_len`` tokens (with [EOS]).
-    ``prefix``: per molecule the (L + 1, P) normalised prefix properties
-    (``core.feedback.prefix_table``), L its number of symbols.
+    ``prefix``: per molecule what its positions read, (L + 1, K): the normalised prefix
+    properties (``core.trainset.prefix_arrays``), L its number of symbols.
 
     >>> tok = Tokenizer.build(["[C][O]"])
     >>> encode_set(["[C][O]"], np.zeros((1, 2)), tok, 8).lengths.tolist()
@@ -51,7 +51,8 @@ def encode_set(
     keep = np.zeros(len(selfies), dtype=bool)
     table = None
     if prefix is not None:
-        table = np.zeros((len(selfies), max_len, props.shape[1]), dtype=np.float32)
+        width = prefix[0].shape[1] if len(prefix) else props.shape[1]
+        table = np.zeros((len(selfies), max_len, width), dtype=np.float32)
     for i, s in enumerate(selfies):
         row = tokenizer.encode(s)
         if len(row) <= max_len:

@@ -79,6 +79,15 @@ class Bundle:
         std = np.array([self.scales[p].std for p in self.properties], dtype=np.float32)
         return ((np.asarray(values, dtype=np.float32) - mean) / std).astype(np.float32)
 
+    def position_reads(self, values: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """What closed-loop decoder positions read (..., P) float32: the normalised
+        properties of the molecule so far, ``values`` (..., P) in real units, followed for a
+        model that reads the derivation by its ``codes`` (..., 4) (``core.derivation``)."""
+        normal = self.normalise_properties(values)
+        if not self.args.derivation:
+            return normal
+        return np.concatenate([normal, np.asarray(codes, dtype=np.float32)], axis=-1)
+
 
 def config_dict(bundle: Bundle) -> dict:
     """The JSON-serialisable content of ``config.json``."""

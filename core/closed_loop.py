@@ -37,13 +37,18 @@ Redraw = Callable[[int, list[int]], int]
 
 
 def prefix_inputs(bundle: Bundle, selfies: str) -> mx.array | None:
-    """What a closed-loop decoder reads at [BOS] and at each symbol of ``selfies``: the
-    normalised properties (1, L + 1, P) of every prefix's molecule; None without feedback."""
+    """What a closed-loop decoder reads at [BOS] and at each symbol of ``selfies``
+    (``Bundle.position_reads``): (1, L + 1, P) from every prefix's molecule and derivation;
+    None without feedback."""
+    import selfies as sf
+
+    from core.derivation import derivation_codes
     from core.feedback import prefix_table
 
     if not bundle.args.feedback:
         return None
-    return mx.array(bundle.normalise_properties(prefix_table(selfies, bundle.properties))[None])
+    codes = derivation_codes(list(sf.split_selfies(selfies)))
+    return mx.array(bundle.position_reads(prefix_table(selfies, bundle.properties), codes)[None])
 
 
 def redraw_key(seed: int, position: int, row: int, attempt: int) -> mx.array:
@@ -103,7 +108,8 @@ class ClosedLoop:
                 tokens[i], done[i], self.completed[i] = eos, True, True
         if self.live:
             self.raw = self.tracker.values.copy()
-            self.latest = mx.array(self.bundle.normalise_properties(self.raw)[:, None])
+        # the derivation is read live even in the open-loop experiment (it is not feedback)
+        self.latest = mx.array(self.bundle.position_reads(self.raw, self.tracker.codes)[:, None])
         return tokens, done, self.latest
 
     def _redraw(self, i: int, tokens: np.ndarray, done: np.ndarray, redraw: Redraw) -> None:

@@ -134,6 +134,7 @@ MODEL_HELP: dict[str, dict[str, object]] = {
     "activation": {"help": "MLP activation", "choices": ["relu", "gelu"]},
     "norm_eps": {"help": "LayerNorm epsilon"},
     "feedback": {"help": "closed loop: positions read the gap to target"},
+    "derivation": {"help": "with --feedback: positions also read the SELFIES derivation state"},
 }
 SET_BY_RUN = {"vocab_size": "the tokenizer's size", "properties": "--properties"}
 
@@ -178,6 +179,8 @@ class TrainConfig:
             raise ConfigError("--max-steps must be positive")
         if not (0 < self.train.lr < 1) or not (0 <= self.train.cond_drop < 1):
             raise ConfigError("--lr must be in (0, 1) and --cond-drop in [0, 1)")
+        if self.model.derivation and not (self.model.feedback or self.run.init_from):
+            raise ConfigError("--derivation is read beside the gap: give --feedback too")
 
 
 def parse_properties(text: str | None) -> list[str] | None:

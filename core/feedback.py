@@ -23,6 +23,7 @@ import numpy as np
 import selfies as sf
 
 from core.chem import DESCRIPTORS, mol_from_smiles, rdkit_quiet
+from core.derivation import Derivation
 
 _EMPTY = 0.0  # every descriptor in the table is 0 for the empty molecule (no atoms)
 
@@ -65,9 +66,10 @@ class PrefixTracker:
     """The properties of each of ``n`` growing SELFIES strings, updated one symbol at a time.
 
     Beside the properties (``values``) it knows each molecule's SMILES, its largest ring
-    (``rings``), whether the last symbol changed it (``changed``) and whether any further
-    symbols could (``finished``): what generation needs to keep rings small and to stop a
-    molecule that can no longer change.
+    (``rings``), whether the last symbol changed it (``changed``), whether any further
+    symbols could (``finished``) and where the SELFIES derivation stands (``codes``, read by
+    a model trained with ``derivation``): what generation needs to keep rings small and to
+    stop a molecule that can no longer change.
 
     >>> t = PrefixTracker(1, ["tpsa"])
     >>> [round(float(t.push([s])[0, 0]), 2) for s in ("[C]", "[C]", "[O]")]
@@ -86,14 +88,22 @@ class PrefixTracker:
         self.still = np.zeros(n, dtype=int)  # symbols in a row that changed nothing
         self._before = list(self.smiles)  # each molecule before the last symbol
         self._still_before = self.still.copy()
+        start = Derivation()
+        for symbol in prefix:
+            start = start.push(symbol)
+        self.derivations = [start] * n
+        self._derivation_before = list(self.derivations)
+        self.codes = np.tile(np.array(start.codes, dtype=np.int32), (n, 1))  # (n, 4)
 
     def push(self, symbols: Sequence[str | None]) -> np.ndarray:
         """Append one symbol per string (None: the string has ended, nothing changes);
         returns the properties (n, P) of every string's molecule so far."""
         for i, symbol in enumerate(symbols):
             self._before[i], self._still_before[i] = self.smiles[i], self.still[i]
+            self._derivation_before[i] = self.derivations[i]
             if symbol is not None:
                 self.symbols[i].append(symbol)
+                self._derive(i, symbol)
                 self._describe(i)
             else:
                 self.changed[i] = False
@@ -111,6 +121,7 @@ class PrefixTracker:
         self.symbols[i].pop()
         if symbol is not None:
             self.symbols[i].append(symbol)
+        self._derive(i, symbol)
         self._describe(i)
 
     def finished(self, i: int, room: int) -> bool:
@@ -126,8 +137,14 @@ class PrefixTracker:
         probe = _decode("".join(self.symbols[i]) + "[C]" * room)
         return room == 0 or probe == self.smiles[i]
 
+    def _derive(self, i: int, symbol: str | None) -> None:
+        """Row ``i``'s derivation: the one before the last push, then ``symbol`` (if any)."""
+        derivation = self._derivation_before[i]
+        self.derivations[i] = derivation if symbol is None else derivation.push(symbol)
+        self.codes[i] = self.derivations[i].codes
+
     def _describe(self, i: int) -> None:
-        """Recompute row ``i`` from its symbols."""
+        """Recompute row ``i``'s molecule from its symbols."""
         self.smiles[i] = _decode("".join(self.symbols[i]))
         row, self.rings[i] = _describe_cached(self.smiles[i], self.names)
         self.values[i] = row

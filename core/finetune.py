@@ -1,6 +1,8 @@
 """Fine-tuning a trained model on new data: ``python -m core.train --init-from CHECKPOINT``.
 
-The base checkpoint's sizes and closed-loop flag are kept. Its vocabulary grows by the
+The base checkpoint's sizes and closed-loop flag are kept; a closed-loop base can learn to
+read the SELFIES derivation too (``--derivation``: its tables start at zero, so the grown
+model starts out computing what the base did). Its vocabulary grows by the
 symbols the new data uses and it lacks, appended after its own so every existing embedding
 row keeps its id; a new symbol's embedding and output-head rows start at the mean of the
 existing rows (a neutral guess, close to what the model already knows). Its conditions become
@@ -99,10 +101,17 @@ def _grown(
     return old
 
 
-def grow(base: Bundle, tokenizer: Tokenizer, properties: Sequence[str], seed: int = 0) -> Model:
+def grow(
+    base: Bundle,
+    tokenizer: Tokenizer,
+    properties: Sequence[str],
+    seed: int = 0,
+    derivation: bool = False,
+) -> Model:
     """A model with the base's sizes, ``tokenizer`` (the base's vocabulary first, see
     ``union_tokenizer``) and conditions ``properties``, holding the base's weights wherever
-    they apply and fresh ones elsewhere (``seed``).
+    they apply and fresh ones elsewhere (``seed``); ``derivation`` adds (zero) derivation
+    tables to a closed-loop base that lacks them.
 
     >>> import sys; sys.path.insert(0, "tests"); from tiny import tiny_bundle
     >>> base = tiny_bundle()
@@ -114,7 +123,14 @@ def grow(base: Bundle, tokenizer: Tokenizer, properties: Sequence[str], seed: in
         raise FineTuneError("the new vocabulary must start with the base vocabulary")
     if not properties:
         raise FineTuneError("fine-tuning needs at least one property to condition on")
-    args: ModelArgs = replace(base.args, vocab_size=len(tokenizer), properties=list(properties))
+    if derivation and not base.args.feedback:
+        raise FineTuneError("--derivation needs a closed-loop base (trained with --feedback)")
+    args: ModelArgs = replace(
+        base.args,
+        vocab_size=len(tokenizer),
+        properties=list(properties),
+        derivation=base.args.derivation or derivation,
+    )
     mx.random.seed(seed)
     model = Model(args)
     old = {k: np.array(v) for k, v in tree_flatten(base.model.parameters())}
@@ -128,6 +144,8 @@ def grow(base: Bundle, tokenizer: Tokenizer, properties: Sequence[str], seed: in
             if j is not None:
                 grown.append((name, mx.array(old[CONDITION_MLP.sub(rf"\g<part>.{j}.", name)])))
             continue
+        if name.startswith("decoder.derivation.") and name not in old:
+            continue  # new derivation tables: zeros, as made
         if name not in old:
             raise FineTuneError(f"parameter {name} has no counterpart in the base model")
         n_props, n_vocab = len(base.args.properties), len(base.tokenizer)

@@ -26,6 +26,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from core.cache import causal_mask
+from core.derivation import CODE_SIZES
 
 
 @dataclass
@@ -46,6 +47,7 @@ class ModelArgs:
     activation: str = "relu"  # "relu" (fast on CPU) or "gelu"
     norm_eps: float = 1e-5  # LayerNorm epsilon
     feedback: bool = False  # token positions read (target, gap to target) per property
+    derivation: bool = False  # with feedback: positions also read the SELFIES derivation state
 
     @classmethod
     def from_dict(cls, params: dict) -> ModelArgs:
@@ -168,6 +170,25 @@ class FeedbackEmbedding(nn.Module):
         return out.reshape(props.shape[0], T, -1)  # (B, T, d)
 
 
+class DerivationEmbedding(nn.Module):
+    """What each [BOS]/token position reads of the SELFIES derivation after its symbol
+    (``core.derivation``: bonds left, index symbols pending, branch depth, symbols left in
+    the branch), one embedding per code, summed and added to the token embedding. The tables
+    start at zero, so a model fine-tuned to read them starts as it was."""
+
+    def __init__(self, dims: int):
+        super().__init__()
+        self.tables = [mx.zeros((size, dims)) for size in CODE_SIZES]
+
+    def __call__(self, codes: mx.array) -> mx.array:
+        """codes (B, T, K) (small integers, any dtype) -> (B, T, d)."""
+        ids = codes.astype(mx.int32)
+        out = self.tables[0][ids[..., 0]]
+        for k in range(1, len(self.tables)):
+            out = out + self.tables[k][ids[..., k]]
+        return out
+
+
 class Encoder(nn.Module):
     """Bidirectional Transformer: (conditions, tokens) -> mu, logvar of z."""
 
@@ -214,6 +235,8 @@ class Decoder(nn.Module):
         self.from_latent = nn.Linear(args.latent_dim, d)
         if args.feedback:
             self.feedback = FeedbackEmbedding(len(args.properties), d)
+        if args.derivation:
+            self.derivation = DerivationEmbedding(d)
         self.blocks = [
             TransformerBlock(d, args.n_heads, args.d_ff, args.activation, args.norm_eps)
             for _ in range(args.n_layers)
@@ -228,12 +251,16 @@ class Decoder(nn.Module):
     def embed_tokens(self, ids, props, present, prefix_props=None) -> mx.array:
         """Embeddings (B, T, d) of token ids (B, T); with feedback, plus what each position
         reads of the targets, given ``prefix_props`` (B, T, P): the normalised properties of
-        the molecule decoded before the token that position predicts."""
+        the molecule decoded before the token that position predicts (then, for a decoder
+        that reads the derivation, its 4 codes: (B, T, P + 4), ``Bundle.position_reads``)."""
         x = self.embed(ids)
         if "feedback" in self:
             if prefix_props is None:
                 raise ValueError("this decoder reads feedback: pass prefix_props (B, T, P)")
-            x = x + self.feedback(props, present, prefix_props)
+            n_props = props.shape[-1]
+            x = x + self.feedback(props, present, prefix_props[..., :n_props])
+            if "derivation" in self:
+                x = x + self.derivation(prefix_props[..., n_props:])
         return x
 
     def __call__(self, x: mx.array, cache: list | None = None, return_weights=False):

@@ -165,7 +165,7 @@ def _new(
         raise TrainingError(f"{out} already holds a checkpoint: pass --resume or --overwrite")
     if base is not None:
         tokenizer = union_tokenizer(base.tokenizer, train_rows["selfies"])
-        model = grow(base, tokenizer, properties, seed=targs.seed)
+        model = grow(base, tokenizer, properties, targs.seed, config.model.derivation)
         if world.is_main:
             print(growth_note(base, tokenizer, properties), file=sys.stderr)
     else:

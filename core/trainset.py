@@ -81,11 +81,15 @@ def property_scales(table: pd.DataFrame, names: list[str]) -> dict[str, Property
 
 
 def prefix_arrays(rows: pd.DataFrame, bundle: Bundle) -> list[np.ndarray]:
-    """Per molecule the normalised (L + 1, P) properties of its prefixes: from the table's
-    ``prefix_<name>`` columns (``core.data prepare --prefix-features``) when it has them,
-    else computed here with RDKit (``core.feedback.prefix_table``, ~7 ms a molecule)."""
+    """Per molecule what each position reads (L + 1, P) (``Bundle.position_reads``): the
+    normalised properties of its prefixes, from the table's ``prefix_<name>`` columns
+    (``core.data prepare --prefix-features``) when it has them, else computed here with RDKit
+    (``core.feedback.prefix_table``, ~7 ms a molecule); then, for a model that reads the
+    derivation, its codes (``core.derivation``, ~3 µs a symbol)."""
+    import selfies as sf
     from tqdm import tqdm
 
+    from core.derivation import derivation_codes
     from core.feedback import prefix_table
 
     names = bundle.properties
@@ -98,7 +102,10 @@ def prefix_arrays(rows: pd.DataFrame, bundle: Bundle) -> list[np.ndarray]:
             prefix_table(s, names)
             for s in tqdm(selfies, desc="prefix properties", unit="mol", file=sys.stderr)
         ]
-    return [bundle.normalise_properties(t) for t in tables]
+    if not bundle.args.derivation:
+        return [bundle.normalise_properties(t) for t in tables]
+    codes = [derivation_codes(list(sf.split_selfies(s))) for s in rows["selfies"]]
+    return [bundle.position_reads(t, c) for t, c in zip(tables, codes, strict=True)]
 
 
 def encode_rows(rows: pd.DataFrame, bundle: Bundle) -> EncodedSet:

@@ -23,9 +23,15 @@ def molecules():
     return load_dataset().selfies.head(40).tolist()
 
 
-@pytest.fixture(scope="module")
-def bundle():
-    return tiny_bundle(feedback=True)
+@pytest.fixture(scope="module", params=[False, True], ids=["gap", "gap+derivation"])
+def bundle(request):
+    """A closed-loop model; the second also reads the SELFIES derivation (random tables, so
+    the codes change its output)."""
+    bundle = tiny_bundle(feedback=True, derivation=request.param)
+    if request.param:
+        decoder = bundle.model.decoder
+        decoder.derivation.tables = [mx.random.normal(t.shape) for t in decoder.derivation.tables]
+    return bundle
 
 
 def test_prefix_table_ends_at_the_molecules_descriptors(molecules):
