@@ -236,3 +236,22 @@ def test_alternate_runs_variants_in_turns_and_drops_warmup():
     times = alternate({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 1, 3, 0)
     assert calls == ["a", "b"] * 4
     assert {name: len(t) for name, t in times.items()} == {"a": 3, "b": 3}
+
+
+def test_the_ablation_table_has_a_row_per_arm_in_the_lever_order(tmp_path):
+    from bench.ablation_table import ARMS, table
+
+    def result(mad: float) -> dict:
+        return {
+            "summary": {"logp_mad": mad, "tpsa_mad": 10 * mad, "joint_hit": 1 - mad},
+            "heldout": {"mad_logp": mad, "mad_tpsa": 5.0, "hit_joint": 0.5},
+            "overall": {"uniqueness": 1.0},
+            "moses": {"conditioned_test_pairs": {"Filters": 0.8}},
+        }
+
+    for arm, mad in (("no_feedback", 0.6), ("full", 0.4), ("mine", 0.3)):
+        (tmp_path / f"{arm}.json").write_text(json.dumps(result(mad)))
+    lines = table(tmp_path).splitlines()
+    assert len(lines) == 5  # header, rule, three arms
+    assert lines[2].startswith(f"| {ARMS['full']} | 0.400 | 4.00 | 0.600 |")
+    assert ARMS["no_feedback"] in lines[3] and lines[4].startswith("| mine | 0.300")
