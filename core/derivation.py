@@ -79,6 +79,9 @@ class Derivation:
 
     frames: tuple[_Frame, ...] = (_Frame(0, None),)
     pending: _Pending | None = None
+    # the last symbol cannot have changed the molecule decoded so far: read by an ended
+    # chain, a [Branch…] symbol or its index symbols (no atom yet), an ignored [Ring…] symbol
+    inert: bool = False
 
     @property
     def finished(self) -> bool:
@@ -104,17 +107,23 @@ class Derivation:
         frames, pending = list(self.frames), self.pending
         top = frames[-1]
         if pending is not None:  # an index symbol
+            inert = not pending.ring
             pending = _Pending(pending.ring, pending.need - 1, (*pending.got, symbol),
                                pending.branch_state)  # fmt: skip
             if pending.need == 0:
                 if not pending.ring:  # the side chain starts after its index symbols
                     length = get_index_from_selfies(*pending.got) + 1
                     frames = _count(frames)
-                    return Derivation((*frames, _Frame(pending.branch_state, length)), None)
+                    side = _Frame(pending.branch_state, length)
+                    return Derivation((*frames, side), None, inert)
                 pending = None
         elif top.state is not None:
             frames[-1], pending = _read(top, symbol)
-        return Derivation(tuple(_close(_count(frames))), pending)
+            kind = symbol[-4:-2]
+            inert = kind == "ch" or (kind == "ng" and top.state == 0)
+        else:
+            inert = True
+        return Derivation(tuple(_close(_count(frames))), pending, inert)
 
 
 def _read(top: _Frame, symbol: str) -> tuple[_Frame, _Pending | None]:

@@ -44,6 +44,8 @@ def test_codes_say_what_the_decoder_does(strings):
             valence, pending, depth, left = d.codes
             prefix = row[: k + 1]
             now = _decode(prefix)
+            if d.inert:
+                assert now == _decode(row[:k]), prefix
             if d.finished:
                 assert _decode(prefix + ["[C]"] * 40) == now, prefix
             if pending == 0 and 1 <= valence <= 3:
