@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.config import TrainArgs
+from core.derivation import CODE_SIZES
 from core.model import ModelArgs
 
 
@@ -134,6 +135,19 @@ class FeedbackEmbedding(nn.Module):
         return self.net(torch.cat([gap, target, flags], dim=-1))  # (B, T, d)
 
 
+class DerivationEmbedding(nn.Module):
+    """``core.model.DerivationEmbedding``: one table per derivation code, summed."""
+
+    def __init__(self, dims: int):
+        super().__init__()
+        self.tables = nn.ParameterList(nn.Parameter(torch.zeros(size, dims)) for size in CODE_SIZES)
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes (B, T, K) -> (B, T, d)."""
+        ids = codes.long()
+        return sum(table[ids[..., k]] for k, table in enumerate(self.tables))
+
+
 class Encoder(nn.Module):
     def __init__(self, args: ModelArgs):
         super().__init__()
@@ -172,6 +186,7 @@ class Decoder(nn.Module):
         self.cond = ConditionEmbedding(len(args.properties), d, args.n_fourier)
         self.from_latent = nn.Linear(args.latent_dim, d)
         self.feedback = FeedbackEmbedding(len(args.properties), d) if args.feedback else None
+        self.derivation = DerivationEmbedding(d) if args.derivation else None
         self.blocks = nn.ModuleList(
             TransformerBlock(d, args.n_heads, args.d_ff, args.activation, args.norm_eps)
             for _ in range(args.n_layers)
@@ -186,7 +201,10 @@ class Decoder(nn.Module):
         """Token embeddings (B, T, d), plus what each position reads of the targets."""
         x = self.embed(ids)
         if self.feedback is not None:
-            x = x + self.feedback(props, present, prefix_props)
+            n_props = props.shape[-1]
+            x = x + self.feedback(props, present, prefix_props[..., :n_props])
+            if self.derivation is not None:
+                x = x + self.derivation(prefix_props[..., n_props:])
         return x
 
     def forward(self, x, offset: int = 0, cache: list[KVCache] | None = None):
@@ -344,7 +362,10 @@ def generate_tokens(
     if z is None:
         z = torch.randn(n, args.latent_dim, generator=gen)
     props = torch.zeros(n, len(args.properties))
-    reads = props[:, None]  # (n, 1, P): what each position reads of the (free) conditions
+    # what [BOS] reads: zeros, the empty molecule's derivation codes too (its properties are
+    # multiplied by presence 0); then what ``feedback`` returns
+    width = len(args.properties) + (len(CODE_SIZES) if args.derivation else 0)
+    reads = torch.zeros(n, 1, width)
     cache = [KVCache() for _ in range(args.n_layers)]
     x = model.decoder_inputs(z, props, props, torch.zeros(n, 0, dtype=torch.long), bos, reads)
     logits = model.decoder(x, 0, cache)[:, -1]
@@ -394,7 +415,7 @@ def _redrawer(logits: torch.Tensor, temperature: float, gen: torch.Generator) ->
 def prefix_reader(bundle, n: int) -> Callable:
     """The closed loop of ``n`` sequences from the empty molecule, as ``core.generate`` runs
     it for a closed-loop model (``core.closed_loop.ClosedLoop``): (tokens, done, redraw) of a
-    step -> (tokens, done, the normalised properties (n, P) the next positions read)."""
+    step -> (tokens, done, what the next positions read (n, P), ``Bundle.position_reads``)."""
     from core.closed_loop import ClosedLoop
 
     loop, position = ClosedLoop(bundle, n, "", live=True), [0]

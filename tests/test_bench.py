@@ -80,14 +80,47 @@ def test_torch_mirror_computes_the_same_loss(activation, feedback):
         assert not math.isclose(moved[0].item(), theirs[0].item(), rel_tol=1e-4)
 
 
+def _with_derivation(bundle):
+    """``bundle`` with random derivation tables (zeros would hide a mirror that ignores them)."""
+    decoder = bundle.model.decoder
+    decoder.derivation.tables = [mx.random.normal(t.shape) for t in decoder.derivation.tables]
+    return bundle
+
+
 @needs_torch
-@pytest.mark.parametrize("feedback", [False, True])
+def test_torch_mirror_reads_the_derivation_as_the_model_does():
+    import torch
+
+    from bench import torch_model as tm
+    from core.derivation import CODE_SIZES
+
+    bundle = _with_derivation(tiny_bundle(feedback=True, derivation=True))
+    mirror = tm.Model(bundle.args)
+    tm.load_mlx_weights(mirror, bundle.model)
+    ids, valid, props, targets, present, prefix, eps = _batch(bundle.args.vocab_size)
+    rng = np.random.default_rng(1)
+    codes = np.stack([rng.integers(0, n, prefix.shape[:2]) for n in CODE_SIZES], axis=-1)
+    reads = np.concatenate([prefix, codes.astype(np.float32)], axis=-1)
+    batch = (ids, valid, props, targets, present, reads, eps)
+    targs = TrainArgs()
+    ours = loss_fn(bundle.model, *map(mx.array, batch), 0.5, targs, 1)[0].item()
+    theirs = tm.loss_fn(mirror, *map(torch.from_numpy, batch), 0.5, targs, 1)[0].item()
+    assert math.isclose(ours, theirs, rel_tol=1e-4, abs_tol=1e-5)
+    other = np.concatenate([prefix, (codes[..., ::-1] % 4).astype(np.float32)], axis=-1)
+    moved = loss_fn(bundle.model, *map(mx.array, (*batch[:5], other, eps)), 0.5, targs, 1)
+    assert not math.isclose(moved[0].item(), ours, rel_tol=1e-4)
+
+
+@needs_torch
+@pytest.mark.parametrize("feedback", [False, True, "derivation"])
 def test_torch_cached_greedy_decoding_matches_generate_step(feedback):
     import torch
 
     from bench import torch_model as tm
 
-    bundle = tiny_bundle(seed=3, feedback=feedback)
+    bundle = tiny_bundle(seed=3, feedback=bool(feedback), derivation=feedback == "derivation")
+    if feedback == "derivation":
+        _with_derivation(bundle)
     mirror = tm.Model(bundle.args)
     tm.load_mlx_weights(mirror, bundle.model)
     mirror.eval()
