@@ -12,8 +12,10 @@ After every sampled symbol ``ClosedLoop.push`` works on each unfinished molecule
   symbols keep their relative probabilities;
 - **finishing**: once no symbol the model may still write can change a molecule (SELFIES
   ignores symbols after the atom being extended has no valence left), it ends there with
-  [EOS] instead of writing symbols that change nothing up to the length cap (checked after
-  ``FINISH_AFTER`` symbols in a row left the molecule as it was).
+  [EOS] instead of writing symbols that change nothing up to the length cap: at the next
+  symbol once its derivation has ended (``core.derivation``), else once ``FINISH_AFTER``
+  symbols in a row left it as it was and no ``room`` more could change it (a side chain
+  longer than the room left, say).
 """
 
 from __future__ import annotations
@@ -99,6 +101,10 @@ class ClosedLoop:
         symbols = self.tokenizer.tokens
         self.tracker.push([None if e else symbols[t] for t, e in zip(tokens, ended, strict=True)])
         for i in np.flatnonzero(~ended):
+            if self.tracker.ended_before(i):  # nothing drawn now can change the molecule
+                self.tracker.replace_last(i, None)
+                tokens[i], done[i], self.completed[i] = eos, True, True
+                continue
             if self.max_ring and rings_before[i] <= self.max_ring < self.tracker.rings[i]:
                 self._redraw(i, tokens, done, redraw)
             still = self.tracker.still[i]

@@ -137,6 +137,18 @@ class PrefixTracker:
         probe = _decode("".join(self.symbols[i]) + "[C]" * room)
         return room == 0 or probe == self.smiles[i]
 
+    def ended_before(self, i: int) -> bool:
+        """Whether string ``i``'s derivation had ended before its last symbol: no symbol
+        could change its molecule any more (``core.derivation``).
+
+        >>> t = PrefixTracker(1, ["tpsa"], ["[F]"])
+        >>> _ = t.push(["[F]"]); t.ended_before(0)
+        False
+        >>> _ = t.push(["[C]"]); t.ended_before(0), t.smiles
+        (True, ['FF'])
+        """
+        return self._derivation_before[i].finished
+
     def _derive(self, i: int, symbol: str | None) -> None:
         """Row ``i``'s derivation: the one before the last push, then ``symbol`` (if any)."""
         derivation = self._derivation_before[i]

@@ -62,20 +62,31 @@ def test_ring_limit_off_keeps_the_large_ring(bundle):
 
 
 def test_a_molecule_that_cannot_change_ends_and_the_others_go_on(bundle):
-    """Row 0 is F-F: no valence left, so once FINISH_AFTER symbols in a row changed nothing it
-    ends; row 1's branch symbols change nothing for a while but more symbols would."""
+    """Row 0 is F-F: its derivation has ended, so the next symbol becomes [EOS]; row 1's
+    branch symbols change nothing for a while but more symbols would."""
     eos = bundle.tokenizer.eos_id
     loop = ClosedLoop(bundle, 2, "[F]", live=True)
     loop.push(ids(bundle, "[F]", "[C]"), np.array([False, False]), 40, None)
-    quiet = [("[C]", "[Branch2]"), ("[O]", "[C]"), ("[N]", "[C]")]  # [Branch2] reads 2 more
-    assert len(quiet) == FINISH_AFTER
-    for k, symbols in enumerate(quiet, start=1):
-        tokens, done, reads = loop.push(ids(bundle, *symbols), np.zeros(2, bool), 40, None)
-        assert done.tolist() == [k == FINISH_AFTER, False]
-    assert tokens.tolist() == [eos, ids(bundle, "[C]")[0]] and loop.completed.tolist() == [1, 0]
+    tokens, done, reads = loop.push(ids(bundle, "[C]", "[Branch2]"), np.zeros(2, bool), 40, None)
+    assert done.tolist() == [True, False] and loop.completed.tolist() == [1, 0]
+    assert tokens.tolist() == [eos, ids(bundle, "[Branch2]")[0]]
+    for symbol in ("[C]", "[C]"):  # [Branch2]'s two index symbols: still no change
+        tokens, done, reads = loop.push(ids(bundle, "[O]", symbol), np.array([True, False]), 40,
+                                        None)  # fmt: skip
+        assert not done[1]
     assert loop.tracker.smiles == ["FF", "FC"] and loop.refused == [[], []]
-    assert loop.tracker.symbols[0] == ["[F]", "[F]", "[C]", "[O]"]  # the last one made [EOS]
+    assert loop.tracker.symbols[0] == ["[F]", "[F]"]  # the symbol drawn after it made [EOS]
     assert reads.shape == (2, 1, len(bundle.properties))
+
+
+def test_a_side_chain_longer_than_the_room_left_ends_after_quiet_symbols(bundle):
+    """F-C then a branch whose chain ends at once ([F]) but whose length is 16 symbols: with
+    only 5 symbols of room left nothing can change the molecule, which the probe sees once
+    FINISH_AFTER symbols in a row changed nothing."""
+    loop = ClosedLoop(bundle, 1, "[F][C][Branch1][#C][F]", live=True)
+    for k in range(1, FINISH_AFTER + 1):
+        _, done, _ = loop.push(ids(bundle, "[C]"), np.array([False]), 5, None)
+        assert done[0] == (k == FINISH_AFTER) and loop.completed[0] == done[0]
 
 
 def test_at_the_length_cap_a_molecule_that_did_not_change_ends_at_once(bundle):
