@@ -156,6 +156,35 @@ def _close(frames: list[_Frame]) -> list[_Frame]:
     return frames
 
 
+def code_labels(codes: Sequence[int]) -> dict[str, str]:
+    """The four codes in words, for a table a person reads.
+
+    >>> list(code_labels((2, 4, 1, 3)).values())
+    ['2', '1 (ring)', '1', '3']
+    >>> code_labels((ENDED, 0, 0, 0))["bonds left"]
+    'none: the molecule is finished'
+    """
+    valence, pending, depth, left = (int(c) for c in codes)
+    words = {
+        START: "(no atom yet)",
+        SIDE_ENDED: "none: side chain over, its symbols ignored",
+        ENDED: "none: the molecule is finished",
+        3: "3 or more",
+    }
+    bonds = words.get(valence, str(valence))
+    due = (
+        "none"
+        if pending == 0
+        else f"{(pending - 1) % 3 + 1} ({'ring' if pending > 3 else 'branch'})"
+    )
+    return {
+        "bonds left": bonds,
+        "index symbols due": due,
+        "open branches": "3 or more" if depth == 3 else str(depth),
+        "left in branch": "" if depth == 0 else ("9 or more" if left == 9 else str(left)),
+    }
+
+
 def derivation_codes(symbols: Sequence[str]) -> np.ndarray:
     """Codes (L + 1, 4) before any symbol and after each of ``symbols``.
 

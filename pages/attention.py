@@ -15,6 +15,7 @@ from core.chem import (
     mol_to_png,
 )
 from core.closed_loop import prefix_inputs
+from core.derivation import code_labels
 from core.feedback import prefix_properties
 from core.generate import GenerationError
 from core.inspect import (
@@ -88,9 +89,10 @@ def maps_view(
 
 def gap_table(selfies: str, symbols: list[str], targets: dict[str, float | None]) -> pd.DataFrame:
     """What each [BOS]/symbol position of a closed-loop decoder reads besides its token: per
-    property the molecule so far and, for a targeted one, the gap target − that (real units).
+    property the molecule so far and, for a targeted one, the gap target − that (real units);
+    for a model that reads the derivation, where it stands, in words.
     Call it through ``on_pool``: ``prefix_inputs`` builds an MLX array."""
-    reads = np.array(prefix_inputs(bundle, selfies))[0]  # (1 + len(symbols), P), normalised
+    reads = np.array(prefix_inputs(bundle, selfies))[0]  # (1 + len(symbols), P [+ 4])
     rows = []
     for t, label in enumerate(["[BOS]", *symbols]):
         smiles = prefix_properties("".join(symbols[:t]), props)[0] or "(empty)"
@@ -100,6 +102,8 @@ def gap_table(selfies: str, symbols: list[str], targets: dict[str, float | None]
             row[f"{SHORT.get(p, p)} so far"] = round(so_far, 2)
             if targets[p] is not None:
                 row[f"gap {SHORT.get(p, p)}"] = round(targets[p] - so_far, 2)
+        if bundle.args.derivation:
+            row |= code_labels(reads[t, len(props) :])
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -112,7 +116,8 @@ st.write(
     "position see only itself and what came before."
     + (
         " This checkpoint is closed loop: every [BOS]/symbol position also reads, per "
-        "targeted property, the gap between the target and the molecule written so far."
+        "targeted property, the gap between the target and the molecule written so far"
+        + (", and where the SELFIES derivation stands." if bundle.args.derivation else ".")
         if bundle.args.feedback
         else ""
     )
@@ -199,6 +204,15 @@ with tab_dec:
             "above shows it; the table shows what each row read, in real units. The row "
             "labelled [C] has just read that [C], so its molecule includes it. A free "
             "property reads zeros."
+            + (
+                " This model also reads where the SELFIES derivation stands after the row's "
+                "symbol (the last four columns): the bonds the atom being extended has left, "
+                "index symbols still due after a branch or ring symbol, open branches and "
+                "the symbols left in the innermost one. An [=O] with 2 bonds left on the main "
+                "chain ends the molecule; inside a branch it is a carbonyl."
+                if bundle.args.derivation
+                else ""
+            )
         )
         st.dataframe(
             on_pool(gap_table, selfies, maps.decoder_labels[n_special:], targets),

@@ -14,14 +14,18 @@ from core.model import Model, ModelArgs
 from core.tokenizer import Tokenizer
 
 
-def make_tiny_checkpoint(folder, seed: int = 0, feedback: bool = False) -> Bundle:
+def make_tiny_checkpoint(
+    folder, seed: int = 0, feedback: bool = False, derivation: bool = False
+) -> Bundle:
     """Save an untrained 2-layer model with the subset's vocabulary to ``folder``
-    (``feedback``: a closed-loop one, whose positions read the gap to each target)."""
+    (``feedback``: a closed-loop one, whose positions read the gap to each target;
+    ``derivation``: one that also reads the SELFIES derivation)."""
     table = load_dataset()
     tokenizer = Tokenizer.build(table.selfies.head(5000))
     args = ModelArgs(
         vocab_size=len(tokenizer), max_len=72, d_model=32, n_heads=2, n_layers=2, d_ff=64,
         enc_d_model=16, enc_heads=2, enc_layers=1, enc_d_ff=32, latent_dim=4, feedback=feedback,
+        derivation=derivation,
     )  # fmt: skip
     mx.random.seed(seed)
     model = Model(args)
@@ -66,6 +70,14 @@ def tiny_feedback_checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("feedback_checkpoints")
     make_tiny_checkpoint(root / "default", feedback=True)
     return root
+
+
+@pytest.fixture
+def use_tiny_derivation_checkpoints(tmp_path, monkeypatch):
+    """Point the dashboard at a tiny closed-loop checkpoint that reads the derivation."""
+    make_tiny_checkpoint(tmp_path / "default", feedback=True, derivation=True)
+    monkeypatch.setenv("MOLSCOPE_CHECKPOINTS", str(tmp_path))
+    return tmp_path
 
 
 @pytest.fixture

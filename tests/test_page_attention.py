@@ -120,3 +120,15 @@ def test_closed_loop_rows_read_the_gap_to_each_target(use_tiny_feedback_checkpoi
     assert table["gap TPSA"].tolist() == pytest.approx([30.0, 30.0, 30.0, 30.0 - own], abs=0.01)
     at.toggle(key="att_use_logp").set_value(False).run()
     assert "gap LogP" not in at.dataframe[0].value  # a free property reads no gap
+
+
+def test_a_model_that_reads_the_derivation_shows_it_per_row(use_tiny_derivation_checkpoints):
+    at = run_page(PAGE)
+    at.text_input(key="att_smiles").set_value("CC=O").run()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert list(table.position) == ["[BOS]", "1: [C]", "2: [C]", "3: [=O]"]
+    assert list(table["bonds left"]) == [
+        "(no atom yet)", "3 or more", "3 or more", "none: the molecule is finished"
+    ]
+    assert any("derivation" in c.value for c in at.caption)
