@@ -129,6 +129,9 @@ def test_a_model_that_reads_the_derivation_shows_it_per_row(use_tiny_derivation_
     table = at.dataframe[0].value
     assert list(table.position) == ["[BOS]", "1: [C]", "2: [C]", "3: [=O]"]
     assert list(table["bonds left"]) == [
-        "(no atom yet)", "3 or more", "3 or more", "none: the molecule is finished"
+        "(no atom yet)",
+        "3 or more",
+        "3 or more",
+        "none: the molecule is finished",
     ]
     assert any("derivation" in c.value for c in at.caption)
