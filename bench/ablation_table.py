@@ -50,7 +50,8 @@ def table(folder: Path) -> str:
     others = sorted(p.stem for p in folder.glob("*.json") if p.stem not in ARMS)
     for arm in known + others:
         result = json.loads((folder / f"{arm}.json").read_text())
-        lines.append("| " + " | ".join(row(arm, result)) + " |")
+        if "summary" in result:  # an evaluation (not bench.dead_ends' file beside it)
+            lines.append("| " + " | ".join(row(arm, result)) + " |")
     return "\n".join(lines)
 
 
