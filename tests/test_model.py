@@ -107,12 +107,16 @@ def test_model_args_from_dict_ignores_unknown_keys():
     assert args.d_model == 64
 
 
-@pytest.mark.parametrize("name, feedback", [("open_loop", False), ("closed_loop", True)])
-def test_parameter_names_and_shapes_are_those_of_trained_checkpoints(name, feedback):
+@pytest.mark.parametrize(
+    "name, feedback, derivation",
+    [("open_loop", False, False), ("closed_loop", True, False),
+     ("closed_loop_derivation", True, True)],
+)  # fmt: skip
+def test_parameter_names_and_shapes_are_those_of_trained_checkpoints(name, feedback, derivation):
     """A checkpoint saved before a refactor of core/model.py loads into it (``load_weights``
     is strict): the same names, the same shapes (frozen in tests/fixtures)."""
     frozen = json.loads((FIXTURES / "model_parameters.json").read_text())
-    model = Model(ModelArgs(**frozen["model_args"], feedback=feedback))
+    model = Model(ModelArgs(**frozen["model_args"], feedback=feedback, derivation=derivation))
     shapes = {k: list(v.shape) for k, v in tree_flatten(model.parameters())}
     assert shapes == frozen["parameters"][name]
 
