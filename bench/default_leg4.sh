@@ -19,7 +19,7 @@ ARGS=(--distributed --out "$OUT" --data "$DATA" --save-every 5 --eval-every 1000
 if [ "${RESUME:-0}" = 1 ]; then
   ARGS+=(--resume)
 else
-  ARGS+=(--init-from checkpoints/default --total-steps 7000 --batch-size 128
+  ARGS+=(--init-from checkpoints/default --total-steps 9000 --batch-size 128
     --lr 3e-4 --warmup 100 --kl-anneal 1 --beta 0.5 --free-bits 0.1 --cond-drop 0.1
     --uncond-drop 0.1 --target-noise 0.1 --seed 2)
 fi
