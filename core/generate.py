@@ -27,7 +27,10 @@ from core.closed_loop import MAX_RING, ClosedLoop, redraw_key
 from core.errors import UserError
 
 MAX_MOLECULES = 100_000  # largest --n accepted by the command line
-MAX_COMPILED_STEPS = 8  # compiled decoding steps kept per model, least recently used dropped
+MAX_COMPILED_STEPS = 16  # compiled decoding steps kept per model, least recently used dropped
+# a compiled batch of at least this many rows shrinks once three quarters of them have ended
+# (``_shrink``): a few long molecules no longer keep the whole batch's decoder busy
+SHRINK_FROM = 16
 SAMPLER_SETTINGS = ("temperature", "top_k", "top_p")  # values, passed to a compiled step
 
 
@@ -212,8 +215,10 @@ def generate_step(
     # over fixed-size caches (about 3x less time per token at batch 1 on CPU)
     step = None
     if cfg_scale == 1.0 and not return_attention and limit > 1:
-        step = _compiled_step(bundle, sampler, report_top, n)
+        step = _compiled_step(bundle, sampler, report_top, n, n)
     state = None
+    rows = np.arange(n)  # the rows the compiled step decodes (all but some ended ones)
+    finished = np.zeros(n, dtype=bool)  # rows ended so far
     reads = None if loop is None else loop.latest  # (n, 1, P) normalised
     for index in range(limit):
         position = len(prefix_ids) + index  # of the symbol chosen now, in the molecule
@@ -223,8 +228,12 @@ def generate_step(
             )
         else:
             state = state or _state(forward.fixed_caches())
+            keep = _shrink(rows, finished)
+            if keep is not None:
+                state, rows = _take_rows(state, keep), rows[keep]
+                step = _compiled_step(bundle, sampler, report_top, n, len(rows))
             token, top_ids, top_probs, done, logits, state = step(
-                token, rng_keys, done, props, present, reads, settings, state
+                token, rng_keys, done, props, present, reads, settings, state, mx.array(rows)
             )
         attn = [w[:, :, -1] for w in weights] if return_attention else []
         mx.eval(token, top_ids, top_probs, done, *attn)
@@ -239,6 +248,32 @@ def generate_step(
             return
         if step is None:
             logits, weights = forward(token[:, None], reads)
+
+
+def _shrink(rows: np.ndarray, finished: np.ndarray) -> np.ndarray | None:
+    """Which of the compiled step's ``rows`` to keep once at most a quarter of them are
+    unfinished (``finished``: (n,) over all rows): the unfinished ones, padded with ended ones
+    to a power of two (few batch sizes, few compiled steps); None: keep them all.
+
+    >>> _shrink(np.arange(20), np.arange(20) % 7 != 3).tolist()  # 3 left: 4 rows
+    [0, 3, 10, 17]
+    >>> _shrink(np.arange(20), np.arange(20) > 7) is None
+    True
+    """
+    alive = ~finished[rows]
+    count = int(alive.sum())
+    if len(rows) < SHRINK_FROM or count > len(rows) // 4:
+        return None
+    size = 1 << max(count - 1, 0).bit_length()  # the power of two >= count
+    kept = np.concatenate([np.flatnonzero(alive), np.flatnonzero(~alive)[: size - count]])
+    return np.sort(kept)
+
+
+def _take_rows(state: tuple, keep: np.ndarray) -> tuple:
+    """A compiled step's state (``_state``) for the cache rows ``keep`` only."""
+    offset, keys, values = state
+    index = mx.array(keep)
+    return offset, [k[index] for k in keys], [v[index] for v in values]
 
 
 def _report(index, chosen, finished, top_ids, top_probs, attn, with_attention, loop) -> Step:
@@ -335,6 +370,9 @@ def _picker(bundle: Bundle, sampler: Sampler, report_top: int):
         k = min(report_top, probs.shape[-1])
         top_ids = mx.argpartition(-probs, kth=k - 1, axis=-1)[:, :k]
         top_probs = mx.take_along_axis(probs, top_ids, axis=-1)
+        # a row that had ended has no candidates: [PAD] at probability 0
+        top_ids = mx.where(done[:, None], tok.pad_id, top_ids)
+        top_probs = mx.where(done[:, None], 0.0, top_probs)
         return token, top_ids, top_probs, done | (token == tok.eos_id), logits
 
     return pick
@@ -352,13 +390,15 @@ def _step_table(model) -> OrderedDict:
     return table
 
 
-def _compiled_step(bundle: Bundle, sampler: Sampler, report_top: int, n: int) -> Callable:
+def _compiled_step(bundle: Bundle, sampler: Sampler, report_top: int, n: int, m: int) -> Callable:
     """``mx.compile`` of one decoding position over fixed-size caches: (token, rng_keys, done,
-    props, present, reads, settings, state) -> (token, top_ids, top_probs, done, logits,
-    state), with state = (offset, keys per layer, values per layer). One per sampler
-    structure, report size and batch size (so each holds one trace), at most
+    props, present, reads, settings, state, rows) -> (token, top_ids, top_probs, done, logits,
+    state), with state = (offset, keys per layer, values per layer). The inputs and outputs
+    cover all ``n`` rows; the decoder runs on the ``m`` ``rows`` the caches hold (the others
+    have ended, their logits are 0), so each row draws its token as in the whole batch. One
+    per sampler structure, report size and batch sizes (so each holds one trace), at most
     ``MAX_COMPILED_STEPS`` per model."""
-    key = (sampler.structure(), report_top, n)
+    key = (sampler.structure(), report_top, n, m)
     with _COMPILED_LOCK:
         table = _step_table(bundle.model)
         fn = table.pop(key, None)
@@ -366,15 +406,20 @@ def _compiled_step(bundle: Bundle, sampler: Sampler, report_top: int, n: int) ->
             decoder, pick = bundle.model.decoder, _picker(bundle, sampler, report_top)
             n_prefix = bundle.args.n_prefix
 
-            def step(token, rng_keys, done, props, present, reads, settings, state):
+            def step(token, rng_keys, done, props, present, reads, settings, state, rows):
                 offset, keys, values = state
                 cache = [FixedKVCache(k, v, offset) for k, v in zip(keys, values, strict=True)]
-                x = decoder.embed_tokens(token[:, None], props, present, reads)  # (B, 1, d)
+                props, present, token = props[rows], present[rows], token[rows]
+                reads = None if reads is None else reads[rows]
+                x = decoder.embed_tokens(token[:, None], props, present, reads)  # (m, 1, d)
                 logits, _ = decoder(x, cache)
+                logits = (
+                    mx.zeros((n, logits.shape[-1]), logits.dtype).at[rows].add(logits[:, -1])
+                )  # (n, V)
                 # the token fed in sits at position offset; the one sampled here is symbol
                 # offset - n_prefix of the molecule (prefix included), and takes that key
                 rng_key = mx.take(rng_keys, offset - n_prefix, axis=0)
-                return (*pick(logits[:, -1], rng_key, done, settings), _state(cache))
+                return (*pick(logits, rng_key, done, settings), _state(cache))
 
             # the decoder's weights as implicit inputs: a later load_weights is seen
             fn = mx.compile(step, inputs=decoder.state)

@@ -244,3 +244,41 @@ def test_shipped_checkpoint_decodes_as_before_the_refactor():
     x = bundle.model.decoder_inputs(z, props, present, mx.array([ids[:-1]]), tok.bos_id, reads)
     logits = np.array(bundle.model.decoder(x)[0][0, -1])
     assert np.allclose(logits, expected["teacher_logits"], atol=1e-4)
+
+
+@dataclass(frozen=True)
+class MostEnd(Sampler):
+    """Every row but one in eight prefers [EOS] after its first symbol: batches shrink."""
+
+    eos_id: int = 2
+
+    def __call__(self, logits, key, settings=None):
+        rows = mx.arange(logits.shape[0])[:, None] % 8 != 0
+        is_eos = (mx.arange(logits.shape[-1]) == self.eos_id)[None]
+        return super().__call__(mx.where(rows & is_eos, logits + 6.0, logits), key, settings)
+
+
+@pytest.mark.parametrize("closed_loop", [False, True])
+def test_a_shrunk_batch_decodes_each_row_as_the_whole_batch_does(monkeypatch, closed_loop):
+    """Once three quarters of a batch have ended, the compiled step decodes only the rest
+    (``SHRINK_FROM``): every row's tokens and reports stay those of the unshrunk batch."""
+    import core.generate as generation
+
+    bundle = tiny_bundle(seed=7, feedback=closed_loop)
+    table = _step_table(bundle.model)
+
+    def run():
+        steps = generate_step(bundle, {"logp": 2.0}, n=64, seed=4, sampler=MostEnd(),
+                              report_top=3)  # fmt: skip
+        return [(s.tokens, s.top_ids, s.top_probs, s.done) for s in steps]
+
+    shrunk = run()
+    assert any(key[-1] < 64 for key in table)  # the batch did shrink
+    table.clear()
+    monkeypatch.setattr(generation, "SHRINK_FROM", 10**9)
+    whole = run()
+    assert all(key[-1] == 64 for key in table)
+    assert len(shrunk) == len(whole) > 4
+    for a, b in zip(shrunk, whole, strict=True):
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[3], b[3])
+        assert np.array_equal(a[1], b[1]) and np.allclose(a[2], b[2], atol=1e-6)
