@@ -185,15 +185,22 @@ def code_labels(codes: Sequence[int]) -> dict[str, str]:
     }
 
 
+def derive(symbols: Sequence[str]) -> list[Derivation]:
+    """The derivation before any symbol and after each of ``symbols`` (L + 1 states).
+
+    >>> [d.finished for d in derive(["[C]", "[F]"])]
+    [False, False, True]
+    """
+    states = [Derivation()]
+    for symbol in symbols:
+        states.append(states[-1].push(symbol))
+    return states
+
+
 def derivation_codes(symbols: Sequence[str]) -> np.ndarray:
     """Codes (L + 1, 4) before any symbol and after each of ``symbols``.
 
     >>> derivation_codes(["[C]", "[F]"]).tolist()
     [[0, 0, 0, 0], [3, 0, 0, 0], [5, 0, 0, 0]]
     """
-    d = Derivation()
-    rows = [d.codes]
-    for symbol in symbols:
-        d = d.push(symbol)
-        rows.append(d.codes)
-    return np.array(rows, dtype=np.int32)
+    return np.array([d.codes for d in derive(symbols)], dtype=np.int32)

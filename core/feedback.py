@@ -23,7 +23,7 @@ import numpy as np
 import selfies as sf
 
 from core.chem import DESCRIPTORS, mol_from_smiles, rdkit_quiet
-from core.derivation import Derivation
+from core.derivation import derive
 
 _EMPTY = 0.0  # every descriptor in the table is 0 for the empty molecule (no atoms)
 
@@ -88,9 +88,7 @@ class PrefixTracker:
         self.still = np.zeros(n, dtype=int)  # symbols in a row that changed nothing
         self._before = list(self.smiles)  # each molecule before the last symbol
         self._still_before = self.still.copy()
-        start = Derivation()
-        for symbol in prefix:
-            start = start.push(symbol)
+        start = derive(prefix)[-1]
         self.derivations = [start] * n
         self._derivation_before = list(self.derivations)
         self.codes = np.tile(np.array(start.codes, dtype=np.int32), (n, 1))  # (n, 4)
