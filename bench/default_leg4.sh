@@ -11,11 +11,7 @@ OUT=${1:-runs/default_leg4}
 shift || true
 DATA=data/full/moses_feedback.parquet
 [ -f "$DATA" ] || { echo "error: $DATA is missing: see bench/quality_train.sh" >&2; exit 2; }
-mkdir -p runs
-HOSTS=runs/hosts_local2.json
-echo '["127.0.0.1:32423", "127.0.0.1:32424"]' > "$HOSTS"
-export OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE MLX_HOSTFILE=$HOSTS
-ARGS=(--distributed --out "$OUT" --data "$DATA" --save-every 5 --eval-every 1000)
+ARGS=(--data "$DATA" --save-every 5 --eval-every 1000)
 if [ "${RESUME:-0}" = 1 ]; then
   ARGS+=(--resume)
 else
@@ -24,12 +20,4 @@ else
     --uncond-drop 0.1 --target-noise 0.1 --seed 2)
 fi
 ARGS+=("$@")
-CORES=$(nproc)
-pids=()
-trap 'kill -INT "${pids[@]}" 2>/dev/null; wait' INT TERM
-for rank in 1 0; do
-  MLX_RANK=$rank nice -n 10 taskset -c $((rank % CORES)) \
-    .venv/bin/python -m core.train "${ARGS[@]}" > "runs/$(basename "$OUT")_rank$rank.log" 2>&1 &
-  pids+=($!)
-done
-wait
+exec bash bench/two_ranks.sh "$OUT" "${ARGS[@]}"

@@ -17,11 +17,7 @@ shift || true
 DATA=data/full/moses_feedback.parquet
 [ -f "$DATA" ] || .venv/bin/python -m core.data prepare --limit 260000 --descriptors logp,tpsa \
   --prefix-features logp,tpsa --out "$DATA"
-mkdir -p runs
-HOSTS=runs/hosts_local2.json
-echo '["127.0.0.1:32423", "127.0.0.1:32424"]' > "$HOSTS"
-export OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE MLX_HOSTFILE=$HOSTS
-ARGS=(--distributed --out "$OUT" --data "$DATA")
+ARGS=(--data "$DATA")
 if [ "${RESUME:-0}" = 1 ]; then
   ARGS+=(--resume)
 else
@@ -32,12 +28,4 @@ else
     --feedback --target-noise 0.1 --uncond-drop 0.1 --n-fourier 6)
 fi
 ARGS+=("$@")
-CORES=$(nproc)
-pids=()
-trap 'kill -INT "${pids[@]}" 2>/dev/null; wait' INT TERM
-for rank in 1 0; do
-  MLX_RANK=$rank nice -n 10 taskset -c $((rank % CORES)) \
-    .venv/bin/python -m core.train "${ARGS[@]}" > "runs/$(basename "$OUT")_rank$rank.log" 2>&1 &
-  pids+=($!)
-done
-wait
+exec bash bench/two_ranks.sh "$OUT" "${ARGS[@]}"
