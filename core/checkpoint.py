@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import struct
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,7 +116,9 @@ def _leftovers(out: Path) -> list[Path]:
 
 
 def _writer_alive(folder: Path) -> bool:
-    """Whether the process whose pid names a leftover folder still runs (it may be saving)."""
+    """Whether the process whose pid names a leftover folder still runs (it may be saving).
+    A process with that pid that started after the folder was last changed is another one:
+    pids come round again (Linux's default pid_max is 32,768, and threads take ids too)."""
     pid = int(LEFTOVER.fullmatch(folder.name)["pid"])
     if pid == os.getpid():
         return False
@@ -124,8 +127,24 @@ def _writer_alive(folder: Path) -> bool:
     except ProcessLookupError:
         return False
     except OSError:
-        return True
-    return True
+        pass
+    started = _process_start(pid)
+    try:
+        return started is None or started <= folder.stat().st_mtime + 1.0
+    except OSError:
+        return False
+
+
+def _process_start(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), from Linux's /proc; None
+    where that cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[19])  # field 22 of stat: start time in clock ticks after boot
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _saved_step(folder: Path) -> int | None:

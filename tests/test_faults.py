@@ -392,6 +392,27 @@ def test_stale_old_folder_of_a_reused_pid_does_not_block_saving(tmp_path):
     assert leftovers(tmp_path / "ck") == []
 
 
+def test_leftover_of_a_pid_now_held_by_a_younger_process_is_removed(tmp_path):
+    """Pids come round again: a finished leftover named after a pid that a process started
+    since holds is not that process's save in progress, and goes; one named after a process
+    that was already running when it was written stays (that process may be saving)."""
+    bundle = tiny_bundle()
+    save_checkpoint(tmp_path / "ck", bundle, state={"step": 1})
+    hour_ago = time.time() - 3600
+    younger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        reused = tmp_path / f"ck.old-{younger.pid}"
+        writer = tmp_path / f"ck.old-{os.getppid()}"  # the parent ran before the folder
+        for folder in (reused, writer):
+            shutil.copytree(tmp_path / "ck", folder)
+        os.utime(reused, (hour_ago, hour_ago))  # written an hour before the process started
+        save_checkpoint(tmp_path / "ck", bundle, state={"step": 2})
+        assert leftovers(tmp_path / "ck") == [writer.name]
+    finally:
+        younger.kill()
+        younger.wait()
+
+
 def test_trainer_on_a_full_disk_ends_in_one_line(tmp_path):
     """The first checkpoint does not fit (file size limit below the optimizer state)."""
     out = tmp_path / "ck"
