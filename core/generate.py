@@ -213,27 +213,20 @@ def generate_step(
     pick = _picker(bundle, sampler, report_top)
     # without guidance or attention, positions after the first run as one compiled function
     # over fixed-size caches (about 3x less time per token at batch 1 on CPU)
-    step = None
+    compiled = None
     if cfg_scale == 1.0 and not return_attention and limit > 1:
-        step = _compiled_step(bundle, sampler, report_top, n, n)
-    state = None
-    rows = np.arange(n)  # the rows the compiled step decodes (all but some ended ones)
+        compiled = _CompiledSteps(bundle, sampler, report_top, n, forward)
     finished = np.zeros(n, dtype=bool)  # rows ended so far
     reads = None if loop is None else loop.latest  # (n, 1, P) normalised
     for index in range(limit):
         position = len(prefix_ids) + index  # of the symbol chosen now, in the molecule
-        if index == 0 or step is None:
+        if index == 0 or compiled is None:
             token, top_ids, top_probs, done, logits = pick(
                 logits, rng_keys[position], done, settings
             )
         else:
-            state = state or _state(forward.fixed_caches())
-            keep = _shrink(rows, finished)
-            if keep is not None:
-                state, rows = _take_rows(state, keep), rows[keep]
-                step = _compiled_step(bundle, sampler, report_top, n, len(rows))
-            token, top_ids, top_probs, done, logits, state = step(
-                token, rng_keys, done, props, present, reads, settings, state, mx.array(rows)
+            token, top_ids, top_probs, done, logits = compiled(
+                token, rng_keys, done, props, present, reads, settings, finished
             )
         attn = [w[:, :, -1] for w in weights] if return_attention else []
         mx.eval(token, top_ids, top_probs, done, *attn)
@@ -246,8 +239,37 @@ def generate_step(
         yield _report(index, chosen, finished, top_ids, top_probs, attn, return_attention, loop)
         if finished.all() or index == limit - 1:
             return
-        if step is None:
+        if compiled is None:
             logits, weights = forward(token[:, None], reads)
+
+
+class _CompiledSteps:
+    """The positions after the first of one ``generate_step`` call: a compiled step
+    (``_compiled_step``) over fixed-size caches copied from ``forward``'s, on the rows it
+    still decodes, which shrink to the unfinished ones as molecules end (``_shrink``)."""
+
+    def __init__(self, bundle: Bundle, sampler: Sampler, report_top: int, n: int, forward):
+        self.bundle, self.sampler, self.report_top, self.n = bundle, sampler, report_top, n
+        self.forward = forward
+        self.step = _compiled_step(bundle, sampler, report_top, n, n)
+        self.state: tuple | None = None  # filled from the first position's caches
+        self.rows = np.arange(n)  # all but some ended ones
+
+    def __call__(self, token, rng_keys, done, props, present, reads, settings, finished):
+        """(token, top_ids, top_probs, done, logits) of the next position, over all n rows;
+        ``finished`` (n,): the rows that have ended."""
+        if self.state is None:
+            self.state = _state(self.forward.fixed_caches())
+        keep = _shrink(self.rows, finished)
+        if keep is not None:
+            self.state, self.rows = _take_rows(self.state, keep), self.rows[keep]
+            m = len(self.rows)
+            self.step = _compiled_step(self.bundle, self.sampler, self.report_top, self.n, m)
+        *out, self.state = self.step(
+            token, rng_keys, done, props, present, reads, settings, self.state,
+            mx.array(self.rows),
+        )  # fmt: skip
+        return tuple(out)
 
 
 def _shrink(rows: np.ndarray, finished: np.ndarray) -> np.ndarray | None:
