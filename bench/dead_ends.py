@@ -25,16 +25,22 @@ TARGETS = ({"logp": 2.0, "tpsa": 60.0}, {"logp": 3.0, "tpsa": 40.0}, {"logp": 1.
 WINDOWS = {"logp": 0.5, "tpsa": 10.0}
 
 
+def aim(bundle, targets: dict[str, float], steps: list) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Per molecule of a ``generate_step`` run: the absolute error per property (RDKit) and
+    whether all are inside ``WINDOWS`` (the joint hit)."""
+    ids = np.stack([s.tokens for s in steps], axis=1)
+    table = score([bundle.tokenizer.decode(row) for row in ids])
+    errors = {p: (table[p] - v).abs().to_numpy() for p, v in targets.items()}
+    return errors, np.all([errors[p] <= WINDOWS[p] for p in targets], axis=0)
+
+
 def ends(bundle, targets: dict[str, float], n: int, seed: int) -> dict:
     """Per way of ending: share, MAD per property, joint hit."""
     completed = np.zeros(n, dtype=bool)
     steps = list(generate_step(bundle, targets, n=n, seed=seed, report_top=1))
     for step in steps:
         completed |= step.completed
-    ids = np.stack([s.tokens for s in steps], axis=1)
-    table = score([bundle.tokenizer.decode(row) for row in ids])
-    errors = {p: (table[p] - v).abs().to_numpy() for p, v in targets.items()}
-    hit = np.all([errors[p] <= WINDOWS[p] for p in targets], axis=0)
+    errors, hit = aim(bundle, targets, steps)
     out = {}
     for kind, rows in (("model_eos", ~completed), ("derivation_ended", completed)):
         some = bool(rows.any())

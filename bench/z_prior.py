@@ -27,9 +27,9 @@ import pandas as pd
 
 import core  # noqa: F401  (fast BLAS before mlx)
 from bench.common import save, script_parser
-from bench.dead_ends import TARGETS, WINDOWS
+from bench.dead_ends import TARGETS, aim
 from core.checkpoint import load_checkpoint
-from core.generate import generate_step, score
+from core.generate import generate_step
 from core.inspect import encode_smiles
 
 DATA = "data/moses_subset.parquet"
@@ -45,10 +45,7 @@ def neighbours(bundle, table: pd.DataFrame, targets: dict[str, float], k: int) -
 def steer(bundle, targets: dict[str, float], z: mx.array, seed: int) -> dict:
     """MAD per property and joint hit of molecules decoded from ``z`` at ``targets``."""
     steps = list(generate_step(bundle, targets, n=z.shape[0], seed=seed, z=z, report_top=1))
-    ids = np.stack([s.tokens for s in steps], axis=1)
-    table = score([bundle.tokenizer.decode(row) for row in ids])
-    errors = {p: (table[p] - v).abs().to_numpy() for p, v in targets.items()}
-    hit = np.all([errors[p] <= WINDOWS[p] for p in targets], axis=0)
+    errors, hit = aim(bundle, targets, steps)
     return {**{f"mad_{p}": float(e.mean()) for p, e in errors.items()},
             "joint_hit": float(hit.mean())}  # fmt: skip
 
