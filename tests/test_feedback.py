@@ -45,17 +45,7 @@ def test_prefix_table_ends_at_the_molecules_descriptors(molecules):
         assert len(np.unique(table[:, 0])) > 3
 
 
-@pytest.mark.parametrize("workers", [False, True], ids=["in place", "worker processes"])
-def test_tracker_follows_prefix_table_symbol_by_symbol(molecules, monkeypatch, workers):
-    """The same numbers whether a step's molecules are described in place or shared out
-    to worker processes (``core.spread``: 2 workers from 8 molecules on here)."""
-    import core.spread
-
-    calls = []
-    pool = core.spread._workers
-    monkeypatch.setattr(core.spread, "_workers", lambda n: calls.append(n) or pool(n))
-    monkeypatch.setattr(core.spread, "cores", lambda: 2 if workers else 1)
-    monkeypatch.setattr(core.spread, "MIN_ITEMS", 8)
+def test_tracker_follows_prefix_table_symbol_by_symbol(molecules):
     tracker = PrefixTracker(len(molecules), NAMES)
     symbols = [list(sf.split_selfies(s)) for s in molecules]
     tables = [prefix_table(s, NAMES) for s in molecules]
@@ -65,7 +55,6 @@ def test_tracker_follows_prefix_table_symbol_by_symbol(molecules, monkeypatch, w
         for i, table in enumerate(tables):
             assert np.array_equal(values[i], table[min(t + 1, len(table) - 1)])
     assert tracker.smiles[0] == prefix_properties(molecules[0], NAMES)[0]
-    assert bool(calls) == workers  # the workers did the work
 
 
 def test_generation_reads_what_training_computes(bundle):
