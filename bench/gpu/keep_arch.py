@@ -62,7 +62,8 @@ def main() -> None:
     if kept == 0:
         raise SystemExit(f"error: {args.library} holds no sm_{args.sm} cubin")
     args.library.write_bytes(data)
-    print(f"{args.library}: kept {kept / 1e6:.1f} MB of sm_{args.sm} code, zeroed {zeroed / 1e6:.1f} MB")
+    kept_mb, zeroed_mb = kept / 1e6, zeroed / 1e6
+    print(f"{args.library}: kept {kept_mb:.1f} MB of sm_{args.sm} code, zeroed {zeroed_mb:.1f} MB")
 
 
 if __name__ == "__main__":
