@@ -132,6 +132,8 @@ def show_data(folder: Path) -> None:
     if isinstance(base, dict) and base.get("path"):
         step = f" at step {base['step']:,}" if isinstance(base.get("step"), int) else ""
         lines.append(f"**Fine-tuned from** `{base['path']}`{step}")
+    if isinstance(meta.get("trained_on"), str):
+        lines.append(f"**Trained on:** {meta['trained_on']}")
     st.markdown("  \n".join(lines))
 
 

@@ -110,3 +110,16 @@ def test_missing_metrics_file(checkpoints):
     at = app_test().run()
     assert not at.exception
     assert any("No training log" in c.value for c in at.main.caption)
+
+
+def test_where_and_from_what_a_checkpoint_was_trained_is_shown(checkpoints):
+    config_file = checkpoints / "default" / "config.json"
+    config = json.loads(config_file.read_text())
+    config.setdefault("meta", {})["init_from"] = {"path": "checkpoints/base", "step": 9000}
+    config["meta"]["trained_on"] = "one NVIDIA H200, 7,653 steps of 512 molecules"
+    config_file.write_text(json.dumps(config))
+    at = app_test().run()
+    assert not at.exception
+    text = " ".join(m.value for m in at.markdown)
+    assert "**Fine-tuned from** `checkpoints/base` at step 9,000" in text
+    assert "**Trained on:** one NVIDIA H200, 7,653 steps of 512 molecules" in text
