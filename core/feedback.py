@@ -24,6 +24,7 @@ import selfies as sf
 
 from core.chem import DESCRIPTORS, mol_from_smiles, rdkit_quiet
 from core.derivation import derive
+from core.sidecar import share
 
 _EMPTY = 0.0  # every descriptor in the table is 0 for the empty molecule (no atoms)
 
@@ -58,8 +59,24 @@ def prefix_properties(selfies_prefix: str, names: Sequence[str]) -> tuple[str, t
     >>> prefix_properties("", ["logp", "tpsa"])
     ('', (0.0, 0.0))
     """
-    smiles = _decode(selfies_prefix)
-    return smiles, _describe_cached(smiles, tuple(names))[0]
+    smiles, values, _ = describe_prefixes([selfies_prefix], tuple(names))[0]
+    return smiles, values
+
+
+def describe_prefixes(
+    prefixes: list[str], names: tuple[str, ...]
+) -> list[tuple[str, tuple[float, ...], int]]:
+    """(SMILES, descriptors, atoms in the largest ring) of the molecule each SELFIES prefix
+    decodes to; a module-level function of a list, so ``core.sidecar`` can share it out.
+
+    >>> describe_prefixes(["[C][C][O]", "[C]"], ("tpsa",))
+    [('CCO', (20.23,), 0), ('C', (0.0,), 0)]
+    """
+    out = []
+    for prefix in prefixes:
+        smiles = _decode(prefix)
+        out.append((smiles, *_describe_cached(smiles, names)))
+    return out
 
 
 class PrefixTracker:
@@ -79,8 +96,7 @@ class PrefixTracker:
     def __init__(self, n: int, names: Sequence[str], prefix: Sequence[str] = ()):
         self.names = tuple(names)
         self.symbols: list[list[str]] = [list(prefix) for _ in range(n)]
-        smiles = _decode("".join(prefix))
-        row, ring = _describe_cached(smiles, self.names)
+        smiles, row, ring = describe_prefixes(["".join(prefix)], self.names)[0]
         self.smiles = [smiles] * n
         self.values = np.tile(np.array(row, dtype=np.float32), (n, 1))  # (n, P)
         self.rings = np.full(n, ring)  # atoms in each molecule's largest ring
@@ -88,6 +104,7 @@ class PrefixTracker:
         self.still = np.zeros(n, dtype=int)  # symbols in a row that changed nothing
         self._before = list(self.smiles)  # each molecule before the last symbol
         self._still_before = self.still.copy()
+        self._values_before, self._rings_before = self.values.copy(), self.rings.copy()
         start = derive(prefix)[-1]
         self.derivations = [start] * n
         self._derivation_before = list(self.derivations)
@@ -95,16 +112,20 @@ class PrefixTracker:
 
     def push(self, symbols: Sequence[str | None]) -> np.ndarray:
         """Append one symbol per string (None: the string has ended, nothing changes);
-        returns the properties (n, P) of every string's molecule so far."""
+        returns the properties (n, P) of every string's molecule so far. Many strings at
+        once are decoded and described on two cores (``core.sidecar``)."""
+        self._values_before, self._rings_before = self.values.copy(), self.rings.copy()
+        grown = []
         for i, symbol in enumerate(symbols):
             self._before[i], self._still_before[i] = self.smiles[i], self.still[i]
             self._derivation_before[i] = self.derivations[i]
             if symbol is not None:
                 self.symbols[i].append(symbol)
                 self._derive(i, symbol)
-                self._describe(i)
+                grown.append(i)
             else:
                 self.changed[i] = False
+        self._describe(grown)
         return self.values
 
     def replace_last(self, i: int, symbol: str | None) -> None:
@@ -120,7 +141,7 @@ class PrefixTracker:
         if symbol is not None:
             self.symbols[i].append(symbol)
         self._derive(i, symbol)
-        self._describe(i)
+        self._describe([i])
 
     def finished(self, i: int, room: int) -> bool:
         """Whether no ``room`` more symbols can change string ``i``'s molecule: SELFIES
@@ -153,17 +174,21 @@ class PrefixTracker:
         self.derivations[i] = derivation if symbol is None else derivation.push(symbol)
         self.codes[i] = self.derivations[i].codes
 
-    def _describe(self, i: int) -> None:
-        """Recompute row ``i``'s molecule from its symbols (no decoding when its derivation
-        says the last symbol cannot have changed it: a fifth of real molecules' symbols)."""
-        if self.derivations[i].inert:
-            self.smiles[i] = self._before[i]
-        else:
-            self.smiles[i] = _decode("".join(self.symbols[i]))
-        row, self.rings[i] = _describe_cached(self.smiles[i], self.names)
-        self.values[i] = row
-        self.changed[i] = self.smiles[i] != self._before[i]
-        self.still[i] = 0 if self.changed[i] else self._still_before[i] + 1
+    def _describe(self, rows: list[int]) -> None:
+        """Recompute these rows' molecules from their symbols (no decoding when a row's
+        derivation says its last symbol cannot have changed it: a fifth of real molecules'
+        symbols), then what changed."""
+        decode = [i for i in rows if not self.derivations[i].inert]
+        prefixes = ["".join(self.symbols[i]) for i in decode]
+        found = dict(zip(decode, share(describe_prefixes, prefixes, self.names), strict=True))
+        for i in rows:
+            if i in found:
+                self.smiles[i], self.values[i], self.rings[i] = found[i]
+            else:  # as before the last symbol
+                self.smiles[i] = self._before[i]
+                self.values[i], self.rings[i] = self._values_before[i], self._rings_before[i]
+            self.changed[i] = self.smiles[i] != self._before[i]
+            self.still[i] = 0 if self.changed[i] else self._still_before[i] + 1
 
 
 def prefix_table(selfies: str, names: Sequence[str]) -> np.ndarray:

@@ -45,7 +45,17 @@ def test_prefix_table_ends_at_the_molecules_descriptors(molecules):
         assert len(np.unique(table[:, 0])) > 3
 
 
-def test_tracker_follows_prefix_table_symbol_by_symbol(molecules):
+@pytest.mark.parametrize("helper", [False, True], ids=["in place", "shared with the helper"])
+def test_tracker_follows_prefix_table_symbol_by_symbol(molecules, monkeypatch, helper):
+    """The same numbers whether a step's molecules are all described here or half of them on
+    the helper process (``core.sidecar``, from 8 molecules on here)."""
+    import core.sidecar
+
+    sent = []
+    send = core.sidecar._helper.send
+    monkeypatch.setattr(core.sidecar._helper, "send", lambda *a: sent.append(1) or send(*a))
+    monkeypatch.setattr(core.sidecar, "cores", lambda: 2 if helper else 1)
+    monkeypatch.setattr(core.sidecar, "MIN_ITEMS", 8)
     tracker = PrefixTracker(len(molecules), NAMES)
     symbols = [list(sf.split_selfies(s)) for s in molecules]
     tables = [prefix_table(s, NAMES) for s in molecules]
@@ -55,6 +65,7 @@ def test_tracker_follows_prefix_table_symbol_by_symbol(molecules):
         for i, table in enumerate(tables):
             assert np.array_equal(values[i], table[min(t + 1, len(table) - 1)])
     assert tracker.smiles[0] == prefix_properties(molecules[0], NAMES)[0]
+    assert bool(sent) == helper  # the helper really took part (or really did not)
 
 
 def test_generation_reads_what_training_computes(bundle):
