@@ -160,4 +160,7 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
 _helper = _Helper()
 
 if __name__ == "__main__":
-    serve(sys.stdin.buffer, sys.stdout.buffer)
+    answers = os.fdopen(os.dup(1), "wb")  # the answers go on a private copy of stdout...
+    os.dup2(2, 1)  # ...so whatever a library prints lands on stderr, not in an answer
+    sys.stdout = sys.stderr
+    serve(sys.stdin.buffer, answers)
