@@ -12,11 +12,17 @@ PyTorch is needed only here: ``pip install -r bench/requirements.txt``.
 
 from __future__ import annotations
 
-import argparse
+import os
+
+# PyTorch's OpenMP threads otherwise spin-wait between parallel regions: measured here it
+# halved the mirror's training and decoding rates (bench/results/latest_omp_active.json), and
+# the comparison must be with PyTorch at its best. Set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
 import importlib.metadata
 import importlib.util
 import json
-import os
 import platform
 import socket
 import statistics
