@@ -12,27 +12,27 @@ modules of the functions it is sent, never its parent's ``__main__`` (under ``st
 it does not run the app). One helper per process, started on first use; a caller that finds
 it busy (another thread's batch) or broken computes in place, so generation never waits on it
 or stops because of it. ``fn`` must be a module-level function of a list that works item by
-item, pure, with picklable results: in place or shared, the results are the same.
+item, pure, whose items, arguments and results are numbers, strings and tuples of them: they
+travel as one line of JSON each way (no pickle: nothing the helper reads can run code), and
+sequences come back as tuples, so in place or shared the results are the same.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import pickle
-import struct
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from importlib import import_module
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 T = TypeVar("T")
 
 MIN_ITEMS = 96  # fewer go in place: a round trip costs a few hundred microseconds
 IN_HELPER = "MOLSCOPE_SIDECAR"  # set in the helper's environment: it never starts one itself
-_HEADER = struct.Struct("<Q")
 _ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -79,9 +79,9 @@ class _Helper:
         try:
             if self.process is None or self.process.poll() is not None:
                 self.process = _start()
-            _write(self.process.stdin, (fn.__module__, fn.__qualname__, items, args))
+            _write(self.process.stdin, [fn.__module__, fn.__qualname__, items, list(args)])
             return True
-        except (OSError, pickle.PicklingError, ValueError):
+        except (OSError, TypeError, ValueError):
             self.drop()
             return False
 
@@ -89,12 +89,12 @@ class _Helper:
         """The answer to the request sent; None (and the helper dropped) if there is none."""
         try:
             ok, value = _read(self.process.stdout)
-        except (OSError, EOFError, pickle.UnpicklingError, struct.error, ValueError):
+        except (OSError, EOFError, ValueError, TypeError):
             ok, value = False, None
         if not ok:
             self.drop()
             return None
-        return value
+        return [_tuples(item) for item in value]
 
     def drop(self) -> None:
         """Close the helper's pipes (it exits on end-of-file) and forget it."""
@@ -119,36 +119,41 @@ def _start() -> subprocess.Popen:
     )  # fmt: skip
 
 
+def _tuples(value: Any) -> Any:
+    """``value`` with every list made a tuple (JSON has only lists).
+
+    >>> _tuples(["CCO", [0.25, 20.23], 0])
+    ('CCO', (0.25, 20.23), 0)
+    """
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
 def _write(pipe: BinaryIO, value: object) -> None:
-    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    pipe.write(_HEADER.pack(len(data)) + data)
+    """One message: a line of JSON (floats as Python writes them: they read back exactly)."""
+    pipe.write(json.dumps(value).encode() + b"\n")
     pipe.flush()
 
 
-def _read(pipe: BinaryIO) -> object:
-    header = pipe.read(_HEADER.size)
-    if len(header) < _HEADER.size:
+def _read(pipe: BinaryIO) -> Any:
+    line = pipe.readline()
+    if not line.endswith(b"\n"):
         raise EOFError("the pipe closed")
-    (size,) = _HEADER.unpack(header)
-    data = pipe.read(size)
-    if len(data) < size:
-        raise EOFError("the pipe closed mid-message")
-    return pickle.loads(data)
+    return json.loads(line)
 
 
 def serve(requests: BinaryIO, answers: BinaryIO) -> None:
-    """The helper's loop: answer (module, name, items, args) with (True, result) or
-    (False, error text) until ``requests`` ends."""
+    """The helper's loop: answer [module, name, items, args] with [true, result] or
+    [false, error text] until ``requests`` ends."""
     while True:
         try:
             module, name, items, args = _read(requests)
-        except EOFError:
+        except (EOFError, ValueError):
             return
         try:
             fn = import_module(module)
             for part in name.split("."):
                 fn = getattr(fn, part)
-            answer = (True, fn(items, *args))
+            answer = (True, fn([_tuples(item) for item in items], *map(_tuples, args)))
         except Exception as exc:  # noqa: BLE001 - any failure is reported, the loop goes on
             answer = (False, f"{type(exc).__name__}: {exc}")
         try:
