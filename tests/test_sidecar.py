@@ -15,6 +15,7 @@ import pytest
 import core.sidecar as sidecar
 from core.data import load_dataset
 from core.feedback import describe_prefixes
+from core.runs import _pid_alive
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,13 +27,8 @@ def _pid_of_helper() -> int:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie (exited, not yet reaped by a parent that is gone) is not running
-    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    return state != "Z"
+    """A running (not zombie) helper process with that pid."""
+    return _pid_alive(pid, b"core.sidecar")
 
 
 @pytest.fixture
