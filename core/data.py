@@ -386,6 +386,7 @@ def prepare(
     workers: int = 2,
     descriptors: Sequence[str] | None = None,
     prefix_features: Sequence[str] = (),
+    skip: int = 0,
 ) -> PrepareReport:
     """Describe all of MOSES (or the first ``limit`` train molecules) into ``out``.
 
@@ -395,18 +396,26 @@ def prepare(
     reads in training; ~7 ms a molecule for LogP and TPSA).
 
     With ``limit``, the test split is cut in the same proportion: the first
-    ``round(limit * 176074 / 1584663)`` test molecules (22 for a limit of 200).
+    ``round(limit * 176074 / 1584663)`` test molecules (22 for a limit of 200). ``skip``
+    starts after the first ``skip`` train molecules (and test molecules in proportion): the
+    next slice of MOSES for a model that has read the first one.
 
     >>> prepare("/tmp/moses_200.parquet", limit=200).n_in
+    222
+    >>> prepare("/tmp/moses_200b.parquet", limit=200, skip=200).n_in
     222
     """
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be positive, got {limit}")
+    if skip < 0:
+        raise ValueError(f"skip must be 0 or more, got {skip}")
     unknown = (set(descriptors or ()) | set(prefix_features)) - set(PROPERTY_COLUMNS)
     if unknown:
         raise DataError(f"unknown descriptors {sorted(unknown)}; known: {PROPERTY_COLUMNS}")
     _checked_out(out)
     train, test = read_moses("train"), read_moses("test")
+    test_start = round(skip * len(test) / len(train))
+    train, test = train[skip:], test[test_start:]
     if limit is not None:
         n_test = round(limit * len(test) / len(train))
         train, test = train[:limit], test[:n_test]
@@ -419,6 +428,7 @@ def prepare(
         {
             "kind": "prepare",
             "limit": limit,
+            **({"skip": skip} if skip else {}),
             **({"descriptors": list(descriptors)} if descriptors else {}),
             **({"prefix_features": list(prefix_features)} if prefix_features else {}),
         },
@@ -775,12 +785,13 @@ def _prepare_command(args: argparse.Namespace) -> PrepareReport:
         return prepare(
             args.out or FULL_DATA,
             limit=args.limit,
+            skip=args.skip or 0,
             workers=args.workers,
             descriptors=_names(args.descriptors) or None,
             prefix_features=prefix,
         )
-    if args.limit is not None or args.descriptors:
-        raise DataError("--limit and --descriptors are for MOSES, not with --input")
+    if args.limit is not None or args.descriptors or args.skip:
+        raise DataError("--limit, --skip and --descriptors are for MOSES, not with --input")
     return prepare_input(
         args.input,
         args.out,
@@ -868,6 +879,9 @@ if __name__ == "__main__":
     )
     prep.add_argument(
         "--limit", type=_positive_int, help="first N train molecules (test cut in proportion)"
+    )
+    prep.add_argument(
+        "--skip", type=_positive_int, help="start after the first N train molecules (and test)"
     )
     prep.add_argument(
         "--out",

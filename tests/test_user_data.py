@@ -306,5 +306,5 @@ def test_missing_input_and_moses_only_flags(tmp_path):
     one_line_error(missing, "no file")
     (tmp_path / "a.smi").write_text("CCO\n")
     limited = run("core.data", "prepare", "--input", str(tmp_path / "a.smi"), "--limit", "5")
-    one_line_error(limited, "--limit and --descriptors are for MOSES")
+    one_line_error(limited, "--descriptors are for MOSES, not with --input")
     _nothing_written(tmp_path)
