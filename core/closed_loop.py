@@ -20,7 +20,8 @@ After every sampled symbol ``ClosedLoop.push`` works on each unfinished molecule
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import mlx.core as mx
 import numpy as np
@@ -36,6 +37,41 @@ FINISH_AFTER = 3
 
 # (row, token ids already refused) -> another token id drawn for that row
 Redraw = Callable[[int, list[int]], int]
+
+
+@dataclass(frozen=True)
+class Aim:
+    """Where each of n molecules should land: ``targets`` (n, P) in real units (NaN: that
+    property is not aimed at) and how close counts: ``windows`` (P,), ± around each target.
+
+    >>> aim = Aim.build(("logp", "tpsa"), {"tpsa": 60.0}, {"logp": 0.5, "tpsa": 10.0}, 2)
+    >>> aim.misses(0, np.array([4.0, 65.0])), aim.misses(1, np.array([1.0, 71.0]))
+    (False, True)
+    """
+
+    targets: np.ndarray
+    windows: np.ndarray
+
+    @staticmethod
+    def build(
+        names: Sequence[str],
+        targets: Mapping[str, float | np.ndarray | None],
+        windows: Mapping[str, float],
+        n: int,
+    ) -> Aim:
+        """The aim of ``n`` molecules at ``targets`` (a number or one per molecule, per
+        property; missing or None: not aimed at) within ``windows``."""
+        columns = []
+        for name in names:
+            value = targets.get(name)
+            value = np.nan if value is None else np.asarray(value, dtype=np.float64)
+            columns.append(np.broadcast_to(value, (n,)))
+        return Aim(np.stack(columns, axis=1), np.array([windows[p] for p in names], dtype=float))
+
+    def misses(self, row: int, values: np.ndarray) -> bool:
+        """Whether molecule ``row`` with properties ``values`` (P,) is outside a window."""
+        off = np.abs(np.asarray(values, dtype=np.float64) - self.targets[row]) > self.windows
+        return bool(np.any(off & ~np.isnan(self.targets[row])))
 
 
 def prefix_inputs(bundle: Bundle, selfies: str) -> mx.array | None:
@@ -67,14 +103,20 @@ class ClosedLoop:
     """One generation call's closed loop over ``n`` molecules started from ``prefix``."""
 
     def __init__(
-        self, bundle: Bundle, n: int, prefix: str, live: bool, max_ring: int | None = MAX_RING
+        self,
+        bundle: Bundle,
+        n: int,
+        prefix: str,
+        live: bool,
+        max_ring: int | None = MAX_RING,
+        aim: Aim | None = None,
     ):
         import selfies as sf
 
         from core.feedback import PrefixTracker
 
         self.bundle, self.tokenizer, self.live = bundle, bundle.tokenizer, live
-        self.max_ring = max_ring
+        self.max_ring, self.aim = max_ring, aim
         symbols = list(sf.split_selfies(prefix)) if prefix else []
         table = prefix_inputs(bundle, prefix)  # (1, 1 + L, P)
         self.table = mx.broadcast_to(table, (n, *table.shape[1:]))  # what [BOS] and the prefix read
@@ -91,7 +133,8 @@ class ClosedLoop:
         the finishing check (changed copies), and what the next position reads (n, 1, P).
         ``room``: how many more tokens the model may write after these. Afterwards
         ``refused[i]`` lists the tokens row ``i`` drew and refused at this step (they closed
-        a large ring) and ``completed[i]`` says it ended because nothing could change it."""
+        a large ring, or ended the molecule off its aim) and ``completed[i]`` says it ended
+        because nothing could change it."""
         tokens, done = tokens.copy(), done.copy()
         self.refused = [[] for _ in tokens]  # per row: tokens drawn now and refused
         self.completed = np.zeros(len(tokens), dtype=bool)  # ended: nothing could change it
@@ -105,8 +148,8 @@ class ClosedLoop:
                 self.tracker.replace_last(i, None)
                 tokens[i], done[i], self.completed[i] = eos, True, True
                 continue
-            if self.max_ring and rings_before[i] <= self.max_ring < self.tracker.rings[i]:
-                self._redraw(i, tokens, done, redraw)
+            if self._refuse(i, rings_before[i]):
+                self._redraw(i, tokens, done, redraw, rings_before[i])
             still = self.tracker.still[i]
             quiet = still >= FINISH_AFTER or (room == 0 and still > 0)
             if not done[i] and quiet and self.tracker.finished(i, room):
@@ -118,12 +161,25 @@ class ClosedLoop:
         self.latest = mx.array(self.bundle.position_reads(self.raw, self.tracker.codes)[:, None])
         return tokens, done, self.latest
 
-    def _redraw(self, i: int, tokens: np.ndarray, done: np.ndarray, redraw: Redraw) -> None:
-        """Draw row ``i``'s symbol again until its rings are small; end it if they never are."""
+    def _refuse(self, i: int, ring_before: int) -> bool:
+        """Whether row ``i``'s last symbol closed a large ring (its largest ring was
+        ``ring_before`` atoms before it) or ended its molecule off its aim."""
+        t = self.tracker
+        if self.max_ring and ring_before <= self.max_ring < t.rings[i]:
+            return True
+        return (
+            self.aim is not None and t.derivations[i].finished and self.aim.misses(i, t.values[i])
+        )
+
+    def _redraw(
+        self, i: int, tokens: np.ndarray, done: np.ndarray, redraw: Redraw, ring_before: int
+    ) -> None:
+        """Draw row ``i``'s symbol again until ``_refuse`` lets it be; end the molecule
+        before it if no draw does."""
         tok = self.tokenizer
         never = {tok.pad_id, tok.bos_id, tok.unk_id}
         refused = self.refused[i]
-        while self.tracker.rings[i] > self.max_ring:
+        while self._refuse(i, ring_before):
             refused.append(int(tokens[i]))
             token = redraw(i, list(refused)) if len(refused) <= MAX_REDRAWS else None
             if token is None or token in refused or token in never:

@@ -326,10 +326,12 @@ def moses_section(
     cfg_scale: float = 1.0,
     reference_size: int | None = MOSES_REFERENCE,
     max_ring: int | None = MAX_RING,
+    finish_window: dict[str, float] | None = None,
 ) -> dict:
     """The MOSES suite of the ``unconditioned`` SMILES and of ``n`` molecules generated at the
     (LogP, TPSA) pairs of randomly drawn MOSES test molecules (with the MAD from those
-    targets), both against ``reference_size`` MOSES test molecules (all when None)."""
+    targets), both against ``reference_size`` MOSES test molecules (all when None);
+    ``max_ring`` and ``finish_window`` as in ``core.generate.generate_step``."""
     from core.chem import describe_smiles
     from core.moses import moses_suite, moses_test_smiles, reference_statistics
 
@@ -355,6 +357,7 @@ def moses_section(
             temperature=temperature,
             cfg_scale=cfg_scale,
             max_ring=max_ring,
+            finish_window=finish_window,
         ),
         tuple(names),
     )
@@ -382,12 +385,13 @@ def heldout_conditioning(
     cfg_scale: float = 1.0,
     train: set[str] | None = None,
     max_ring: int | None = MAX_RING,
+    finish_window: dict[str, float] | None = None,
 ) -> dict:
     """Every property of the checkpoint targeted at once, at the values of ``n`` molecules
     drawn (``seed``) from the test split of ``table`` — combinations real molecules have:
     validity, uniqueness, novelty (against ``train``, default the table's train split), and
     per property the MAD, the MAD in σ of the training data and the hit rate, plus the joint
-    hit rates.
+    hit rates. ``max_ring`` and ``finish_window`` as in ``core.generate.generate_step``.
 
     >>> heldout_conditioning(bundle, checkpoint_table(bundle), 100)["mad_logp"]  # doctest: +SKIP
     0.41
@@ -400,7 +404,7 @@ def heldout_conditioning(
     targets = {p: drawn[p].to_numpy(dtype=np.float64) for p in names}
     selfies = generate(
         bundle, targets, n, seed=seed + 55_555, temperature=temperature, cfg_scale=cfg_scale,
-        max_ring=max_ring,
+        max_ring=max_ring, finish_window=finish_window,
     )  # fmt: skip
     scored = score(selfies, csv_properties(names))
     out = target_metrics(
@@ -473,9 +477,12 @@ def evaluate(
     progress: Callable[[float, str], None] | None = None,
     moses_reference: int | None = MOSES_REFERENCE,
     max_ring: int | None = MAX_RING,
+    on_target: bool = False,
 ) -> dict:
     """All metrics for ``bundle``; ``progress(fraction, message)`` is called as work proceeds;
-    ``max_ring`` as in ``core.generate.generate_step`` (None: rings of any size).
+    ``max_ring`` as in ``core.generate.generate_step`` (None: rings of any size); ``on_target``
+    generates every conditioned molecule with the hit windows as ``finish_window`` (a decoding
+    aid that knows the targets: its figures are reported apart from the raw ones).
 
     The MOSES suite compares against ``moses_reference`` MOSES test molecules (default
     ``MOSES_REFERENCE``, 5,000, drawn with a fixed seed; None: the whole test set).
@@ -485,6 +492,7 @@ def evaluate(
     names = bundle.properties
     columns = csv_properties(names)
     windows, strict = hit_windows(bundle.scales), hit_windows(bundle.scales, strict=True)
+    finish = windows if on_target else None
     known = reference_grid(names, bundle.scales)
     steps = len(known) + 5
     tables = []
@@ -492,7 +500,8 @@ def evaluate(
         report(i / steps, f"generating at {targets}")
         seed_i = seed + 1000 * i
         selfies = generate(bundle, targets, n, seed=seed_i, temperature=temperature,
-                           cfg_scale=cfg_scale, max_ring=max_ring)  # fmt: skip
+                           cfg_scale=cfg_scale, max_ring=max_ring,
+                           finish_window=finish)  # fmt: skip
         tables.append(score(selfies, columns))
     rows = [target_metrics(t, g, windows, strict) for t, g in zip(tables, known, strict=True)]
     report(len(known) / steps, "unconditional samples")
@@ -504,12 +513,13 @@ def evaluate(
     table = checkpoint_table(bundle)
     report((len(known) + 2) / steps, "every property at held-out molecules' values")
     heldout = heldout_conditioning(
-        bundle, table, n, seed, temperature, cfg_scale, reference.smiles, max_ring
+        bundle, table, n, seed, temperature, cfg_scale, reference.smiles, max_ring, finish
     )
     report((len(known) + 3) / steps, "MOSES suite")
     moses = moses_section(
-        bundle, free.smiles.tolist(), n, seed, temperature, cfg_scale, moses_reference, max_ring
-    )
+        bundle, free.smiles.tolist(), n, seed, temperature, cfg_scale, moses_reference,
+        max_ring, finish,
+    )  # fmt: skip
     report((len(known) + 4) / steps, "reconstruction and latent use")
     result = {
         "checkpoint": str(bundle.path),
@@ -521,6 +531,7 @@ def evaluate(
         "temperature": temperature,
         "cfg_scale": cfg_scale,
         "max_ring": max_ring,
+        "finish_on_target": on_target,
         "novelty_vs": reference.vs,
         "novelty_note": reference.note,
         "overall": overall,
@@ -548,6 +559,8 @@ def main(args: argparse.Namespace) -> int:
     if args.moses_reference < 0:
         raise GenerationError(f"--moses-reference must be 0 or more, got {args.moses_reference}")
     bundle = load_checkpoint(args.checkpoint)
+    if args.on_target and not bundle.args.feedback:
+        raise GenerationError("--on-target needs a closed-loop (feedback) model")
     with tqdm(total=100, desc="evaluating", unit="%", file=sys.stderr) as bar:
 
         def progress(fraction: float, message: str) -> None:
@@ -557,6 +570,7 @@ def main(args: argparse.Namespace) -> int:
         result = evaluate(
             bundle, args.n, args.seed, args.temperature, args.cfg_scale, progress,
             moses_reference=args.moses_reference or None, max_ring=args.max_ring or None,
+            on_target=args.on_target,
         )  # fmt: skip
     out = Path(args.out) if args.out else Path(args.checkpoint) / "evaluation.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -599,6 +613,11 @@ if __name__ == "__main__":
     parser.add_argument(
         "--max-ring", type=int, default=MAX_RING,
         help=f"largest ring a closed-loop model may close (default {MAX_RING}; 0: any size)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--on-target", action="store_true",
+        help="redraw a symbol that would end a molecule outside the hit windows (a decoding "
+        "aid: report apart from the raw figures)",
     )  # fmt: skip
     parser.add_argument("--out", help="JSON file (default: CHECKPOINT/evaluation.json)")
     run_cli(main, parser)

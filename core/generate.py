@@ -14,7 +14,7 @@ import math
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import numpy as np
 
 from core.cache import FixedKVCache, make_cache
 from core.checkpoint import Bundle
-from core.closed_loop import MAX_RING, ClosedLoop, redraw_key
+from core.closed_loop import MAX_RING, Aim, ClosedLoop, redraw_key
 from core.errors import UserError
 
 MAX_MOLECULES = 100_000  # largest --n accepted by the command line
@@ -180,6 +180,7 @@ def generate_step(
     max_tokens: int | None = None,
     feedback: bool = True,
     max_ring: int | None = MAX_RING,
+    finish_window: Mapping[str, float] | None = None,
 ) -> Iterator[Step]:
     """Decode ``n`` molecules token by token, yielding a ``Step`` after each token.
 
@@ -188,10 +189,12 @@ def generate_step(
     (``args.feedback``) reads after every token the properties of each molecule so far,
     computed with RDKit, never closes a ring of more than ``max_ring`` atoms (None: any) and
     ends a molecule once no more symbols can change it (``core.closed_loop``);
-    ``feedback=False`` freezes what it reads at the prefix's molecule (an open-loop
-    experiment: the model no longer sees its progress). At most ``max_tokens`` tokens are
-    written (default: up to the model's ``max_len``, the prefix included); more raise
-    GenerationError when the first step is asked for.
+    ``finish_window`` (± per property, e.g. ``core.evaluate.hit_windows``) also draws again
+    a symbol that would end a molecule outside the window of a target (``Aim``: a decoding
+    aid, off by default); ``feedback=False`` freezes what it reads at the prefix's molecule
+    (an open-loop experiment: the model no longer sees its progress). At most ``max_tokens``
+    tokens are written (default: up to the model's ``max_len``, the prefix included); more
+    raise GenerationError when the first step is asked for.
     """
     args = bundle.args
     sampler = sampler or make_sampler()
@@ -202,7 +205,14 @@ def generate_step(
     props, present = condition_arrays(bundle, targets, n)
     prefix_ids = encode_prefix(bundle, prefix)
     limit = _token_limit(args, len(prefix_ids), max_tokens)
-    loop = ClosedLoop(bundle, n, prefix, feedback, max_ring) if args.feedback else None
+    if finish_window is not None and not args.feedback:
+        raise GenerationError("finishing on target needs a closed-loop (feedback) model")
+    loop = None
+    if args.feedback:
+        aim = None
+        if finish_window is not None:
+            aim = Aim.build(bundle.properties, targets, finish_window, n)
+        loop = ClosedLoop(bundle, n, prefix, feedback, max_ring, aim)
     forward = _Forward(bundle, z, props, present, cfg_scale, return_attention)
     tokens = mx.array([prefix_ids] * n, dtype=mx.int32).reshape(n, len(prefix_ids))  # (n, L)
     logits, weights = forward(tokens, None if loop is None else loop.table, start=True)
@@ -469,9 +479,11 @@ def generate(
     batch_size: int = 500,
     progress: Callable[[int], None] | None = None,
     max_ring: int | None = MAX_RING,
+    finish_window: Mapping[str, float] | None = None,
 ) -> list[str]:
     """Generate ``n`` SELFIES strings (prefix included) at the given targets (a number, or an
-    array of ``n`` numbers: one target per molecule); ``max_ring`` as in ``generate_step``."""
+    array of ``n`` numbers: one target per molecule); ``max_ring`` and ``finish_window`` as
+    in ``generate_step``."""
     if n <= 0:
         raise GenerationError(f"n must be positive, got {n}")
     sampler = make_sampler(temperature, top_k)
@@ -494,6 +506,7 @@ def generate(
                 cfg_scale=cfg_scale,
                 report_top=1,
                 max_ring=max_ring,
+                finish_window=finish_window,
             )
         ]
         ids = np.stack(steps, axis=1) if steps else np.zeros((b, 0), dtype=np.int32)
@@ -527,6 +540,7 @@ def main(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from core.checkpoint import CheckpointError, load_checkpoint
+    from core.evaluate import hit_windows
     from core.targets import cli_targets, csv_properties
 
     if not 0 < args.n <= MAX_MOLECULES:
@@ -534,6 +548,8 @@ def main(args: argparse.Namespace) -> int:
     bundle = load_checkpoint(args.checkpoint)
     targets = cli_targets(bundle.properties, args.logp, args.tpsa, args.target)
     encode_prefix(bundle, args.prefix)  # bad input fails here, before any progress output
+    if args.on_target and not bundle.args.feedback:
+        raise GenerationError("--on-target needs a closed-loop (feedback) model")
     make_sampler(args.temperature, args.top_k)
     with tqdm(total=args.n, desc="generating", unit="mol", file=sys.stderr) as bar:
         selfies = generate(
@@ -546,6 +562,7 @@ def main(args: argparse.Namespace) -> int:
             prefix=args.prefix,
             cfg_scale=args.cfg_scale,
             progress=lambda done: bar.update(done - bar.n),
+            finish_window=hit_windows(bundle.scales) if args.on_target else None,
         )
     table = score(selfies, csv_properties(bundle.properties))
     if args.out:
@@ -581,5 +598,10 @@ if __name__ == "__main__":
     parser.add_argument("--top-k", type=int, default=0, help="sample from the k best (0: all)")
     parser.add_argument("--prefix", default="", help="SELFIES to start every molecule with")
     parser.add_argument("--cfg-scale", type=float, default=1.0, help="classifier-free guidance")
+    parser.add_argument(
+        "--on-target", action="store_true",
+        help="redraw a symbol that would end a molecule outside the hit windows of its targets "
+        "(±0.5 LogP, ±10 Å² TPSA; a decoding aid that knows the targets)",
+    )  # fmt: skip
     parser.add_argument("--out", help="CSV file to write (default: standard output)")
     run_cli(main, parser)

@@ -88,3 +88,23 @@ def test_evaluate_writes_report(tiny_checkpoints, tmp_path):
     assert {"logp_mad", "tpsa_mad", "joint_hit", "joint_hit_strict"} <= set(report["summary"])
     assert "teacher_forced_token_acc" in report["reconstruction"]
     assert_one_line_error(run("core.evaluate", "--checkpoint", ck, "--n", "-1"), "--n")
+
+
+def test_generate_on_target_ends_derivations_inside_the_hit_window(
+    tiny_feedback_checkpoints, tiny_checkpoints, tmp_path
+):
+    """``--on-target``: no molecule whose SELFIES derivation ended lies outside ±10 Å² of the
+    TPSA target; a model without feedback says in one line that it cannot."""
+    import selfies as sf
+
+    from core.derivation import derive
+
+    out = tmp_path / "aimed.csv"
+    args = ["--tpsa", "40", "--n", "60", "--seed", "2", "--on-target", "--out", str(out)]
+    result = run("core.generate", "--checkpoint", str(tiny_feedback_checkpoints / "default"), *args)
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(out.open()))
+    ended = [r for r in rows if derive(list(sf.split_selfies(r["selfies"])))[-1].finished]
+    assert len(rows) == 60 and all(abs(float(r["tpsa"]) - 40) <= 10 for r in ended)
+    plain = run("core.generate", "--checkpoint", str(tiny_checkpoints / "default"), *args)
+    assert_one_line_error(plain, "needs a closed-loop")
