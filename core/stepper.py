@@ -35,6 +35,8 @@ class StepSettings:
     top_k: int = 0  # 0: sample among all symbols
     feedback: bool = True  # False: a closed-loop model reads the empty molecule throughout
     max_ring: int | None = MAX_RING  # closed loop: largest ring it may close (None: any)
+    # closed loop: (property, ± window) pairs a derivation may only end inside (None: anywhere)
+    finish_window: tuple[tuple[str, float], ...] | None = None
     checkpoint: str = ""  # the model's folder (another model's token ids mean nothing)
 
     @property
@@ -118,6 +120,7 @@ class Stepper:
         common = dict(
             n=1, seed=s.seed, sampler=make_sampler(s.temperature, s.top_k),
             report_top=s.report_top, max_ring=s.max_ring,
+            finish_window=None if s.finish_window is None else dict(s.finish_window),
         )  # fmt: skip
         targets = dict(s.targets)
         if s.feedback or not bundle.args.feedback:

@@ -37,6 +37,7 @@ from ui.generate_controls import (
     MAX_BATCH,
     batch_controls,
     feedback_control,
+    finish_control,
     fit_to_checkpoint,
     init_settings,
     property_control,
@@ -85,13 +86,18 @@ with controls:
         temperature, top_k, seed = sampling_controls(len(tokenizer))
         feedback = feedback_control() if CLOSED_LOOP else True
         max_ring = ring_control() if CLOSED_LOOP else MAX_RING  # an open loop has no ring check
-closed = (feedback, max_ring is not None) if CLOSED_LOOP else (None, None)
+        on_target = finish_control(HIT) if CLOSED_LOOP else False
+closed = (feedback, max_ring is not None, on_target) if CLOSED_LOOP else (None, None, None)
 sync_url(targets, seed, temperature, top_k, *closed)
+FINISH = HIT if on_target else None  # finish_window of generate_step
 
-settings = (tuple(targets.items()), int(seed), float(temperature), int(top_k), feedback, max_ring)
+settings = (
+    tuple(targets.items()), int(seed), float(temperature), int(top_k), feedback, max_ring,
+    on_target,
+)  # fmt: skip
 stepping = StepSettings(
     targets, seed, temperature, top_k, feedback=feedback, max_ring=max_ring,
-    checkpoint=str(bundle.path),
+    checkpoint=str(bundle.path), finish_window=None if FINISH is None else tuple(FINISH.items()),
 )  # fmt: skip
 if getattr(st.session_state.get("gen_run"), "settings", None) != stepping:
     st.session_state.gen_run = Stepper(stepping)
@@ -178,11 +184,11 @@ def step_by_step() -> None:
         st.info("Press **Step** to decode the first symbol, or **Play** to watch it run.")
         return
     st.code("".join(run.symbols) or "(nothing yet)", language=None, wrap_lines=True)
-    refusals = refusals_by_step(run.symbols, run.refused, tokenizer.tokens)
+    refusals = refusals_by_step(run.symbols, run.refused, tokenizer.tokens, props)
     if refusals:
         n_refused = sum(len(notes) for notes in refusals.values())
-        with st.expander(f"{n_refused} symbol{'s' * (n_refused != 1)} refused so far: rings "
-                         f"> {max_ring} atoms", icon=":material/block:"):  # fmt: skip
+        with st.expander(f"{n_refused} symbol{'s' * (n_refused != 1)} refused so far: "
+                         f"{refusal_rule()}", icon=":material/block:"):  # fmt: skip
             st.markdown("\n".join(f"- step {k}: " + " · ".join(v) for k, v in refusals.items()))
     left, right = st.columns([2, 3])
     with left:
@@ -237,9 +243,17 @@ def next_symbol(run: Stepper, refusals: list[str]) -> None:
         elif run.chosen[-1] == tokenizer.eos_id:
             redrawn = "then ended the molecule"
         st.caption(
-            ":material/block: " + " · ".join(refusals) + f" · {redrawn} (rings ≤ {max_ring} "
-            "atoms: a refused symbol is drawn again from the same distribution without it)"
+            ":material/block: " + " · ".join(refusals) + f" · {redrawn} ({refusal_rule()}: a "
+            "refused symbol is drawn again from the same distribution without it)"
         )
+
+
+def refusal_rule() -> str:
+    """What the closed loop refuses at these settings, in a few words."""
+    rules = [] if max_ring is None else [f"rings > {max_ring} atoms"]
+    if on_target:
+        rules.append("an end outside the hit window")
+    return " or ".join(rules)
 
 
 def running_charts(run: Stepper) -> None:
@@ -283,7 +297,7 @@ def run_batch(total: int) -> pd.DataFrame:
         size = min(MAX_BATCH, total - start)
         steps = iterate_on_pool(
             generate_step, bundle, targets, n=size, seed=int(seed) + start, sampler=sampler,
-            report_top=1, feedback=feedback, max_ring=max_ring,
+            report_top=1, feedback=feedback, max_ring=max_ring, finish_window=FINISH,
         )  # fmt: skip
         rows = []
         for step in steps:
@@ -336,6 +350,12 @@ def batch_view() -> None:
     used_active = {p: v for p, v in used.items() if v is not None}
     chosen = table if kept is None else table[kept]
     rows = batch_figures(chosen, used_active)
+    if batch["settings"][-1] and used_active:
+        st.caption(
+            ":material/flag: **Finish only on target** was on: symbols that would have ended a "
+            "molecule outside the hit window were drawn again, so these hit rates are the "
+            "model's with a decoding aid that knows the targets; turn it off for the model's own."
+        )
     if kept is not None:
         raw_rows = batch_figures(table, used_active)
         st.markdown(

@@ -324,6 +324,36 @@ def test_rings_of_any_size_reach_the_stepper_and_the_batch(closed_loop, monkeypa
     assert seen == [None, 7]
 
 
+def test_finishing_on_target_is_off_by_default_and_reaches_the_stepper_and_the_batch(
+    app, closed_loop, monkeypatch
+):
+    """The decoding aid: absent on an open-loop checkpoint, off by default (the model's own
+    figures), and once checked its hit windows reach the step-by-step run and the batch, whose
+    figures then say the aid was on."""
+    assert "gen_on_target" not in [c.key for c in app.checkbox]
+    box = closed_loop.checkbox(key="gen_on_target")
+    assert box.value is False and "±0.5 LogP" in box.help and "±10 TPSA" in box.help
+    assert closed_loop.query_params["finish"] == "any"
+    assert closed_loop.session_state.gen_run.settings.finish_window is None
+    seen = []
+    real = core.generate.generate_step
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["finish_window"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(core.generate, "generate_step", spy)
+    box.check().run()
+    assert not closed_loop.exception and closed_loop.query_params["finish"] == "target"
+    window = {"logp": 0.5, "tpsa": 10.0}
+    assert dict(closed_loop.session_state.gen_run.settings.finish_window) == window
+    step(closed_loop)
+    closed_loop.number_input(key="gen_batch_n").set_value(2).run()
+    closed_loop.button(key="gen_batch_go").click().run()
+    assert not closed_loop.exception and seen == [window]
+    assert any("Finish only on target" in c.value for c in closed_loop.caption)
+
+
 def forced_run(at: AppTest, symbols: list[str], last: str, refused: list[str]):
     """The page's run set to have written ``symbols``, then ``last`` after drawing and
     refusing ``refused`` (its candidates: all of them, best first)."""

@@ -87,6 +87,8 @@ def init_settings(bundle: Bundle) -> None:
         state.gen_feedback = st.query_params.get("feedback") != "off"
     if "gen_small_rings" not in state:
         state.gen_small_rings = st.query_params.get("rings") != "any"
+    if "gen_on_target" not in state:
+        state.gen_on_target = st.query_params.get("finish") == "target"
 
 
 def fit_to_checkpoint(bundle: Bundle) -> None:
@@ -110,12 +112,17 @@ def sync_url(
     top_k: int,
     feedback: bool | None,
     small_rings: bool | None,
+    on_target: bool | None = None,
 ) -> None:
-    """Write the settings into the URL (``feedback``, ``small_rings`` None: an open-loop
-    checkpoint, which has neither)."""
+    """Write the settings into the URL (``feedback``, ``small_rings``, ``on_target`` None: an
+    open-loop checkpoint, which has none of them)."""
     query = {p: ("free" if v is None else f"{v:g}") for p, v in targets.items()}
     query |= {"seed": str(seed), "temperature": f"{temperature:g}", "top_k": str(top_k)}
-    closed = {"feedback": ("on", "off", feedback), "rings": ("small", "any", small_rings)}
+    closed = {
+        "feedback": ("on", "off", feedback),
+        "rings": ("small", "any", small_rings),
+        "finish": ("target", "any", on_target),
+    }
     for name, (on, off, value) in closed.items():
         if value is not None:
             query[name] = on if value else off
@@ -261,6 +268,22 @@ def ring_control() -> int | None:
         "alone, which closes rings of 8+ atoms in roughly 1 molecule in 6.",
     )
     return MAX_RING if on else None
+
+
+def finish_control(hit: dict[str, float]) -> bool:
+    """The finish-on-target switch of a feedback checkpoint (``hit``: the ± windows)."""
+    windows = ", ".join(f"±{w:g} {DESCRIPTOR_SHORT[p]}" for p, w in hit.items())
+    return st.checkbox(
+        "Finish only on target (decoding aid)",
+        key="gen_on_target",
+        persist_state="session",
+        help="A symbol that ends the molecule by itself (an [=O] or [F] on the main chain, a "
+        "ring closure that uses the last bond) writes an atom and [EOS] in one draw, before "
+        "the model has seen where it lands. On: such a symbol that would leave a targeted "
+        f"property outside its hit window ({windows}) is refused and drawn again, like a large "
+        "ring; the molecule goes on. It uses the targets, so its hit rates are not the model's "
+        "own: off by default, and the README reports both.",
+    )
 
 
 def batch_controls(targeted: bool) -> tuple[int, int, bool]:
