@@ -38,6 +38,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.procstat import stat_fields
+
 ROOT = Path(__file__).resolve().parent.parent
 SCREENS = ROOT / "bench" / "results" / "screens"  # a screenshot of each tab that timed out
 CHROMIUM = "/usr/bin/chromium"
@@ -114,7 +116,7 @@ def rss_and_threads(pid: int) -> tuple[float, int]:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of ``pid`` so far, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

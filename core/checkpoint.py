@@ -28,6 +28,7 @@ from mlx.utils import tree_flatten
 
 from core.errors import UserError
 from core.model import Model, ModelArgs
+from core.procstat import stat_fields
 from core.tokenizer import Tokenizer
 
 CONFIG = "config.json"
@@ -139,8 +140,7 @@ def _process_start(pid: int) -> float | None:
     """When process ``pid`` started (seconds since the epoch), from Linux's /proc; None
     where that cannot be read."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = int(fields[19])  # field 22 of stat: start time in clock ticks after boot
+        ticks = int(stat_fields(pid)[19])  # field 22: start time in clock ticks after boot
         uptime = float(Path("/proc/uptime").read_text().split()[0])
         return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):

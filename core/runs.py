@@ -28,6 +28,7 @@ from pathlib import Path
 
 from core.checkpoint import METRICS, STATE, read_metrics
 from core.errors import UserError
+from core.procstat import stat_fields
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG = "train.log"
@@ -176,11 +177,10 @@ def _pid_alive(pid: int, module: bytes = b"core.train") -> bool:
     proc = Path(f"/proc/{pid}")
     if proc.parent.is_dir():  # Linux: check it is not a zombie and is still core.train
         try:
-            stat = (proc / "stat").read_text()
+            state = stat_fields(pid)[0]
             cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
+        except (OSError, IndexError):
             return False
-        state = stat.rsplit(")", 1)[-1].split()[0]
         # an empty cmdline is a process in the middle of exec (nice -> python); a cmdline
         # without the module means the pid was reused by something else
         return state not in ("Z", "X") and (not cmdline or module in cmdline)
