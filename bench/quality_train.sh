@@ -17,15 +17,13 @@ shift || true
 DATA=data/full/moses_feedback.parquet
 [ -f "$DATA" ] || .venv/bin/python -m core.data prepare --limit 260000 --descriptors logp,tpsa \
   --prefix-features logp,tpsa --out "$DATA"
+source bench/recipe.sh  # ARCH, REGULARISE
 ARGS=(--data "$DATA")
 if [ "${RESUME:-0}" = 1 ]; then
   ARGS+=(--resume)
 else
-  ARGS+=(--total-steps 6000 --batch-size 128 --lr 1.5e-3 --warmup 300
-    --d-model 192 --n-heads 4 --n-layers 4 --d-ff 768
-    --enc-d-model 128 --enc-heads 2 --enc-layers 2 --enc-d-ff 512 --latent-dim 16
-    --beta 0.5 --free-bits 0.1 --kl-anneal 2000 --cond-drop 0.1 --eval-every 500
-    --feedback --target-noise 0.1 --uncond-drop 0.1 --n-fourier 6)
+  ARGS+=(--total-steps 6000 --batch-size 128 --lr 1.5e-3 --warmup 300 "${ARCH[@]}"
+    "${REGULARISE[@]}" --kl-anneal 2000 --eval-every 500 --feedback --target-noise 0.1)
 fi
 ARGS+=("$@")
 exec bash bench/two_ranks.sh "$OUT" "${ARGS[@]}"

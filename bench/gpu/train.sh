@@ -18,12 +18,10 @@ SP=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 export PYTHONPATH=$SITE:. MOLSCOPE_BLAS=reference PYTHONUNBUFFERED=1
 LD_LIBRARY_PATH=$( (ls -d "$SP"/nvidia/*/lib 2>/dev/null || true) | paste -sd:):${LD_LIBRARY_PATH:-}
 export LD_LIBRARY_PATH
+source bench/recipe.sh  # ARCH, REGULARISE
 BATCH=512
-COMMON=(--batch-size $BATCH --beta 0.5 --free-bits 0.1 --cond-drop 0.1 --uncond-drop 0.1
-  --target-noise 0.1 --save-every 2 --log-every 50)
-SCRATCH=(--lr 2e-3 --warmup 300 --kl-anneal 1500 --seed 3 --d-model 192 --n-heads 4
-  --n-layers 4 --d-ff 768 --enc-d-model 128 --enc-heads 2 --enc-layers 2 --enc-d-ff 512
-  --latent-dim 16 --n-fourier 6 --feedback --derivation)
+COMMON=(--batch-size $BATCH "${REGULARISE[@]}" --target-noise 0.1 --save-every 2 --log-every 50)
+SCRATCH=(--lr 2e-3 --warmup 300 --kl-anneal 1500 --seed 3 "${ARCH[@]}" --feedback --derivation)
 CONTINUE=(--init-from checkpoints/default --lr 4e-4 --warmup 100 --kl-anneal 1 --seed 4)
 
 arm() {  # arm NAME OUTDIR ARGS...: one training process in the background, log beside it
