@@ -16,6 +16,7 @@ from core.pool import on_pool_thread
 from core.stepper import Stepper, StepSettings
 
 TARGETS = {"logp": 2.0, "tpsa": 60.0}
+SEED_AIMED = 3  # a seed whose run refuses an end off target
 
 
 def uninterrupted(bundle, settings: StepSettings) -> list:
@@ -30,6 +31,7 @@ def uninterrupted(bundle, settings: StepSettings) -> list:
             sampler=sampler,
             report_top=settings.report_top,
             feedback=settings.feedback,
+            finish_window=None if settings.finish_window is None else dict(settings.finish_window),
         )
     )
 
@@ -49,16 +51,24 @@ def forced(bundle, token: int) -> None:
     mx.eval(decoder.parameters())  # here: MLX ties an unevaluated array to its thread
 
 
+AIM = (("logp", 0.5), ("tpsa", 10.0))  # finishing on target (hit windows)
+
+
 @pytest.mark.parametrize(
-    "closed_loop, feedback, seed",
-    [(False, True, 0), (False, True, 7), (True, True, 3), (True, False, 3), (True, False, 11)],
-)
-def test_steps_reproduce_an_uninterrupted_run(closed_loop, feedback, seed):
+    "closed_loop, feedback, seed, aim",
+    [(False, True, 0, None), (False, True, 7, None), (True, True, 3, None),
+     (True, False, 3, None), (True, False, 11, None), (True, True, SEED_AIMED, AIM)],
+)  # fmt: skip
+def test_steps_reproduce_an_uninterrupted_run(closed_loop, feedback, seed, aim):
     bundle = tiny_bundle(seed=1, feedback=closed_loop)
-    settings = StepSettings(TARGETS | {"tpsa": None}, seed=seed, top_k=5, feedback=feedback)
+    settings = StepSettings(
+        TARGETS | {"tpsa": None}, seed=seed, top_k=5, feedback=feedback, finish_window=aim
+    )
     whole = uninterrupted(bundle, settings)
     run = Stepper(settings)
     step_to_the_end(run, bundle)
+    if aim is not None:  # the aim refused an end in this run, so the check means something
+        assert any(run.refused)
     assert run.chosen == [int(s.tokens[0]) for s in whole]
     assert run.top_ids == [s.top_ids[0].tolist() for s in whole]
     np.testing.assert_allclose(
