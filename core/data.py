@@ -58,6 +58,7 @@ from core.chem import (
 )
 from core.errors import UserError
 from core.feedback import prefix_table
+from core.ordering import open_end_selfies
 from core.molfile import MAX_INPUT_BYTES, MAX_INPUT_CHARS, MolFileError, read_molecules
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -145,12 +146,17 @@ DUPLICATE = "duplicate"
 
 
 def _row(
-    smiles: str, names: Sequence[str] = PROPERTY_COLUMNS, standardization: dict | None = None
+    smiles: str,
+    names: Sequence[str] = PROPERTY_COLUMNS,
+    standardization: dict | None = None,
+    open_end: bool = False,
 ) -> list | str:
     """One table row for a SMILES string (``split`` not included), or why there is none.
 
     Descriptors not in ``names`` are NaN (a faster table for training on LogP/TPSA only).
     ``standardization``: keyword arguments of ``core.chem.standardize`` (None: as written).
+    ``open_end``: the SELFIES is written so its derivation stays open after the last symbol
+    (``core.ordering``); the SMILES column stays canonical.
     """
     text = smiles.strip() if isinstance(smiles, str) else ""
     if not text:
@@ -171,6 +177,8 @@ def _row(
                 return NOT_STANDARDIZED
         canonical = Chem.MolToSmiles(mol)
         selfies = sf.encoder(canonical)
+        if open_end:
+            selfies = open_end_selfies(mol, canonical, selfies)
     except Exception:  # one odd molecule in 1.7M must not stop the run; it is counted
         return NO_SELFIES
     if selfies_to_smiles(selfies) != canonical:
@@ -208,11 +216,11 @@ def _prepare_chunk(task: tuple) -> tuple[int, int]:
     """Describe one chunk of molecules and write it to ``path`` (the rows left out, with
     their reasons, first beside it: the chunk file marks the chunk done); returns
     (n_in, n_ok)."""
-    path, smiles, rows, splits, names, prefix_names, standardization = task
+    path, smiles, rows, splits, names, prefix_names, standardization, open_end = task
     good, bad = [], []
     with rdkit_quiet():
         for one_smiles, row_number, split in zip(smiles, rows, splits, strict=True):
-            row = _row(one_smiles, names, standardization)
+            row = _row(one_smiles, names, standardization, open_end)
             if isinstance(row, str):
                 text = one_smiles if isinstance(one_smiles, str) else ""
                 bad.append([row_number, text[:MAX_INPUT_CHARS], row, ""])
@@ -312,6 +320,7 @@ def _run_chunks(
             names,
             prefix_names,
             standardization,
+            bool(source.get("open_end")),
         )
         for p, s in todo
     ]
@@ -387,6 +396,7 @@ def prepare(
     descriptors: Sequence[str] | None = None,
     prefix_features: Sequence[str] = (),
     skip: int = 0,
+    open_end: bool = False,
 ) -> PrepareReport:
     """Describe all of MOSES (or the first ``limit`` train molecules) into ``out``.
 
@@ -398,7 +408,9 @@ def prepare(
     With ``limit``, the test split is cut in the same proportion: the first
     ``round(limit * 176074 / 1584663)`` test molecules (22 for a limit of 200). ``skip``
     starts after the first ``skip`` train molecules (and test molecules in proportion): the
-    next slice of MOSES for a model that has read the first one.
+    next slice of MOSES for a model that has read the first one. ``open_end`` writes each
+    SELFIES so that its derivation stays open after the last symbol (``core.ordering``): the
+    model learns to end molecules with ``[EOS]``, where it reads the gap.
 
     >>> prepare("/tmp/moses_200.parquet", limit=200).n_in
     222
@@ -431,6 +443,7 @@ def prepare(
             **({"skip": skip} if skip else {}),
             **({"descriptors": list(descriptors)} if descriptors else {}),
             **({"prefix_features": list(prefix_features)} if prefix_features else {}),
+            **({"open_end": True} if open_end else {}),
         },
     )
 
@@ -789,7 +802,10 @@ def _prepare_command(args: argparse.Namespace) -> PrepareReport:
             workers=args.workers,
             descriptors=_names(args.descriptors) or None,
             prefix_features=prefix,
+            open_end=args.open_end,
         )
+    if args.open_end:
+        raise DataError("--open-end is for MOSES, not with --input")
     if args.limit is not None or args.descriptors or args.skip:
         raise DataError("--limit, --skip and --descriptors are for MOSES, not with --input")
     return prepare_input(
@@ -895,6 +911,12 @@ if __name__ == "__main__":
     prep.add_argument(
         "--prefix-features",
         help="properties of every SELFIES prefix (closed-loop training), e.g. logp,tpsa",
+    )
+    prep.add_argument(
+        "--open-end",
+        action="store_true",
+        help="write each SELFIES from a root atom that leaves its end open, so the model "
+        "learns to end molecules with [EOS] (core.ordering)",
     )
     sub = commands.add_parser(
         "subset", help="describe a random fixed-seed sample of MOSES", formatter_class=defaults
