@@ -58,8 +58,8 @@ from core.chem import (
 )
 from core.errors import UserError
 from core.feedback import prefix_table
-from core.ordering import open_end_selfies
 from core.molfile import MAX_INPUT_BYTES, MAX_INPUT_CHARS, MolFileError, read_molecules
+from core.ordering import open_end_selfies
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 DEFAULT_DATA = DATA_DIR / "moses_subset.parquet"
