@@ -205,14 +205,7 @@ def generate_step(
     props, present = condition_arrays(bundle, targets, n)
     prefix_ids = encode_prefix(bundle, prefix)
     limit = _token_limit(args, len(prefix_ids), max_tokens)
-    if finish_window is not None and not args.feedback:
-        raise GenerationError("finishing on target needs a closed-loop (feedback) model")
-    loop = None
-    if args.feedback:
-        aim = None
-        if finish_window is not None:
-            aim = Aim.build(bundle.properties, targets, finish_window, n)
-        loop = ClosedLoop(bundle, n, prefix, feedback, max_ring, aim)
+    loop = _closed_loop(bundle, targets, n, prefix, feedback, max_ring, finish_window)
     forward = _Forward(bundle, z, props, present, cfg_scale, return_attention)
     tokens = mx.array([prefix_ids] * n, dtype=mx.int32).reshape(n, len(prefix_ids))  # (n, L)
     logits, weights = forward(tokens, None if loop is None else loop.table, start=True)
@@ -251,6 +244,27 @@ def generate_step(
             return
         if compiled is None:
             logits, weights = forward(token[:, None], reads)
+
+
+def _closed_loop(
+    bundle: Bundle,
+    targets: dict[str, float | None],
+    n: int,
+    prefix: str,
+    feedback: bool,
+    max_ring: int | None,
+    finish_window: Mapping[str, float] | None,
+) -> ClosedLoop | None:
+    """The closed loop ``generate_step`` pushes each chosen symbol through (None for an
+    open-loop model); finishing on target (``finish_window``) needs a closed-loop model."""
+    if not bundle.args.feedback:
+        if finish_window is not None:
+            raise GenerationError("finishing on target needs a closed-loop (feedback) model")
+        return None
+    aim = None
+    if finish_window is not None:
+        aim = Aim.build(bundle.properties, targets, finish_window, n)
+    return ClosedLoop(bundle, n, prefix, feedback, max_ring, aim)
 
 
 class _CompiledSteps:
