@@ -138,10 +138,12 @@ def encode_splits(
 
 
 def data_identity(path: Path, n_train: int, n_val: int) -> dict:
-    """What a checkpoint records of its training data: path, name, kind and sizes."""
+    """What a checkpoint records of its training data: path, name, kind, sizes and whether
+    its SELFIES are open-ended (``core.ordering``)."""
     identity = {"path": str(path), "n_train": n_train, "n_val": n_val}
     try:
         info = dataset_info(path)
     except DataError:
         return identity
-    return {**identity, "name": info.name, "kind": info.kind, "n_molecules": info.n_rows}
+    identity |= {"name": info.name, "kind": info.kind, "n_molecules": info.n_rows}
+    return identity | ({"open_end": True} if info.source.get("open_end") else {})

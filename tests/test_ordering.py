@@ -10,6 +10,7 @@ from core import data
 from core.chem import selfies_to_smiles
 from core.derivation import derive
 from core.ordering import ends_itself, open_end_selfies
+from core.trainset import data_identity
 
 SHIPPED = data.DEFAULT_DATA
 
@@ -58,5 +59,7 @@ def test_prepare_open_end_writes_open_selfies_and_says_so(tmp_path, monkeypatch)
     assert not any(ends_itself(s) for s in frame["selfies"])
     assert [selfies_to_smiles(s) for s in frame["selfies"]] == frame["smiles"].tolist()
     assert data.dataset_info(report.out).source.get("open_end") is True
+    assert data_identity(report.out, 5, 0)["open_end"] is True  # what a checkpoint records
     canonical = data.prepare(tmp_path / "canon.parquet", workers=1, descriptors=["logp"])
     assert any(ends_itself(s) for s in data.load_dataset(canonical.out)["selfies"])
+    assert "open_end" not in data_identity(canonical.out, 5, 0)
