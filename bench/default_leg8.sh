@@ -6,6 +6,9 @@
 # default trained on from there on both cores (bench/default_leg4.sh: two pinned ranks):
 #   bash bench/default_leg8.sh [OUT [ARGS...]]    (OUT defaults to runs/leg8; ARGS to core.train)
 #   RESUME=1 bash bench/default_leg4.sh OUT --data data/full/moses_open_end_b.parquet
+# Ship rule, fixed before it ran: leg 8 replaces checkpoints/default when its grid evaluation
+# (core.evaluate, 1,000 per target) beats leg 6's joint hit (0.746) with LogP MAD <= 0.249 and
+# TPSA MAD <= 4.62, novelty >= 0.89 and Filters at test pairs >= 0.884 (leg 6's less 0.01).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/leg8}
