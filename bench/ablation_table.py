@@ -21,7 +21,8 @@ ARMS = {
     "target_noise_005": "target noise 0.05 σ",
     "no_joint_drop": "no joint condition dropout (unconditioned 1 % of rows)",
     "fourier_16": "16 Fourier features (up to 90 rad per σ)",
-    "derivation": "+ SELFIES derivation state read at every position (new)",
+    "derivation": "+ SELFIES derivation state read at every position",
+    "open_end": "+ open-ended SELFIES (derivation arm; the next 150,000 molecules)",
 }
 
 
