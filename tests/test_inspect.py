@@ -1,6 +1,8 @@
 """Inspection: attention maps honour the causal mask, the leak check proves it (and catches a
 broken mask), partial molecules grow atom by atom, interpolation decodes the endpoints."""
 
+import dataclasses
+
 import mlx.core as mx
 import numpy as np
 import pytest
@@ -149,6 +151,14 @@ def test_readable_selfies_drops_stereo_only_when_the_vocabulary_needs_it(bundle)
         readable_selfies(bundle, "CC[Se]C")
     with pytest.raises(InspectError, match="SMILES"):
         readable_selfies(bundle, "C1CC")
+
+
+def test_a_model_trained_on_open_ended_selfies_reads_molecules_written_so(bundle):
+    open_end = dataclasses.replace(bundle, meta={**bundle.meta, "data": {"open_end": True}})
+    assert readable_selfies(bundle, "CCC=O") == ("[C][C][C][=O]", False)
+    assert readable_selfies(open_end, "CCC=O") == ("[O][=C][C][C]", False)
+    assert readable_selfies(open_end, "OCC") == ("[C][C][O]", False)  # already open
+    assert readable_selfies(open_end, "C/C=C/Cl") == ("[Cl][C][=C][C]", True)
 
 
 def test_interpolation_rejects_bad_input(bundle):
