@@ -10,7 +10,10 @@ cd "$(dirname "$0")/.."
 OUT=${1:-runs/default_leg4}
 shift || true
 DATA=data/full/moses_feedback.parquet
-[ -f "$DATA" ] || { echo "error: $DATA is missing: see bench/quality_train.sh" >&2; exit 2; }
+case " $* " in  # another table given with --data (a later flag wins) need not be this one
+  *" --data "*) ;;
+  *) [ -f "$DATA" ] || { echo "error: $DATA is missing: see bench/quality_train.sh" >&2; exit 2; } ;;
+esac
 ARGS=(--data "$DATA" --save-every 5 --eval-every 1000)
 if [ "${RESUME:-0}" = 1 ]; then
   ARGS+=(--resume)
