@@ -125,6 +125,11 @@ def show_data(folder: Path) -> None:
     if data.get("n_train"):
         size.append(f"{data['n_train']:,} used for training")
     lines = [f"**Data:** {name}" + (f" ({', '.join(size)})" if size else "")]
+    if data.get("open_end"):
+        lines.append(
+            "**SELFIES written open-ended:** each from a root atom that leaves the molecule "
+            "open after its last symbol, so the model ends molecules with [EOS]"
+        )
     if properties:
         shown = ", ".join(DESCRIPTOR_SHORT.get(p, p) for p in properties)
         lines.append(f"**Conditioned on:** {shown}")

@@ -123,3 +123,7 @@ def test_where_and_from_what_a_checkpoint_was_trained_is_shown(checkpoints):
     text = " ".join(m.value for m in at.markdown)
     assert "**Fine-tuned from** `checkpoints/base` at step 9,000" in text
     assert "**Trained on:** one NVIDIA H200, 7,653 steps of 512 molecules" in text
+    assert ("open-ended" in text) == bool(config["meta"].get("data", {}).get("open_end"))
+    config["meta"].setdefault("data", {})["open_end"] = True
+    config_file.write_text(json.dumps(config))
+    assert "**SELFIES written open-ended:**" in " ".join(m.value for m in app_test().run().markdown)
