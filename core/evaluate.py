@@ -38,6 +38,7 @@ from core.closed_loop import MAX_RING
 from core.data import DEFAULT_DATA, DataError, checkpoint_data_path, load_dataset, read_moses
 from core.generate import GenerationError, generate, generate_step, make_sampler, score
 from core.losses import gaussian_kl, masked_cross_entropy
+from core.ordering import as_trained
 from core.targets import csv_properties
 from core.trainset import prefix_arrays
 
@@ -452,7 +453,8 @@ def _reconstructions(bundle: Bundle, table: pd.DataFrame, n: int) -> dict:
         test = table.head(min(500, n))
     scales = bundle.scales
     props = np.stack([scales[p].normalise(test[p].to_numpy()) for p in bundle.properties], 1)
-    return reconstruction(bundle, test.selfies.tolist(), props)
+    selfies = [as_trained(bundle.meta, s) for s in test.selfies]  # the subset is canonical
+    return reconstruction(bundle, selfies, props)
 
 
 def _unconditional(free: pd.DataFrame, table: pd.DataFrame, names: list[str]) -> dict:

@@ -20,13 +20,12 @@ from core.chem import (
     DESCRIPTOR_SHORT,
     describe,
     mol_from_smiles,
-    selfies_to_smiles,
     smiles_to_selfies,
 )
 from core.closed_loop import prefix_inputs
 from core.errors import UserError
 from core.generate import condition_arrays, generate_step, make_sampler
-from core.ordering import open_end_selfies
+from core.ordering import as_trained
 from core.tokenizer import SPECIALS, TokenizerError
 
 PROPERTY_NAMES = DESCRIPTOR_SHORT  # short labels for axis ticks and condition tokens
@@ -286,19 +285,6 @@ def partial_properties(
     }
 
 
-def as_trained(bundle: Bundle, selfies: str) -> str:
-    """``selfies`` (canonical) written the way the checkpoint's training data writes its
-    molecules: open-ended (``core.ordering``) for a model trained on ``prepare --open-end``.
-
-    >>> as_trained(bundle, "[C][C][=O]")  # doctest: +SKIP
-    '[O][=C][C]'
-    """
-    if not bundle.meta.get("data", {}).get("open_end"):
-        return selfies
-    canonical = selfies_to_smiles(selfies)
-    return open_end_selfies(Chem.MolFromSmiles(canonical), canonical, selfies)
-
-
 def readable_selfies(bundle: Bundle, smiles: str) -> tuple[str, bool]:
     """SELFIES of ``smiles`` that the model can read, and whether stereochemistry was dropped
     to get there (the training data may have none). InspectError when it cannot be read.
@@ -310,13 +296,13 @@ def readable_selfies(bundle: Bundle, smiles: str) -> tuple[str, bool]:
     selfies = smiles_to_selfies(smiles)
     if mol is None or selfies is None:
         raise InspectError(f"not a valid SMILES: {smiles[:60]!r}")
-    selfies = as_trained(bundle, selfies)
+    selfies = as_trained(bundle.meta, selfies)
     try:
         molecule_ids(bundle, selfies)
         return selfies, False
     except InspectError as exc:
         flat = smiles_to_selfies(Chem.MolToSmiles(mol, isomericSmiles=False))
-        flat = flat and as_trained(bundle, flat)
+        flat = flat and as_trained(bundle.meta, flat)
         if flat is None or flat == selfies:
             raise
         try:

@@ -52,3 +52,16 @@ def open_end_selfies(mol: Mol, canonical: str, selfies: str, max_roots: int = 64
         if other and not ends_itself(other) and selfies_to_smiles(other) == canonical:
             return other
     return selfies
+
+
+def as_trained(meta: dict, selfies: str) -> str:
+    """``selfies`` (canonical) written the way a checkpoint's training data wrote molecules
+    (``meta``: its config's ``meta``): open-ended for a model trained on ``prepare --open-end``.
+
+    >>> as_trained({"data": {"open_end": True}}, "[C][C][=O]"), as_trained({}, "[C][C][=O]")
+    ('[O][=C][C]', '[C][C][=O]')
+    """
+    if not (meta.get("data") or {}).get("open_end") or not ends_itself(selfies):
+        return selfies
+    canonical = selfies_to_smiles(selfies)
+    return open_end_selfies(Chem.MolFromSmiles(canonical), canonical, selfies)

@@ -9,7 +9,7 @@ from rdkit import Chem
 from core import data
 from core.chem import selfies_to_smiles
 from core.derivation import derive
-from core.ordering import ends_itself, open_end_selfies
+from core.ordering import as_trained, ends_itself, open_end_selfies
 from core.trainset import data_identity
 
 SHIPPED = data.DEFAULT_DATA
@@ -63,3 +63,13 @@ def test_prepare_open_end_writes_open_selfies_and_says_so(tmp_path, monkeypatch)
     canonical = data.prepare(tmp_path / "canon.parquet", workers=1, descriptors=["logp"])
     assert any(ends_itself(s) for s in data.load_dataset(canonical.out)["selfies"])
     assert "open_end" not in data_identity(canonical.out, 5, 0)
+
+
+def test_as_trained_writes_open_ended_only_for_an_open_end_checkpoint(sample):
+    meta = {"data": {"open_end": True}}
+    for selfies, canonical in zip(sample["selfies"][:80], sample["smiles"][:80], strict=True):
+        written = as_trained(meta, selfies)
+        assert selfies_to_smiles(written) == canonical
+        assert written == selfies or ends_itself(selfies) and not ends_itself(written)
+        assert as_trained(meta, written) == written  # open already: kept
+        assert as_trained({"data": {"kind": "prepare"}}, selfies) == selfies
