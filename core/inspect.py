@@ -16,12 +16,7 @@ import selfies as sf
 from rdkit import Chem
 
 from core.checkpoint import Bundle
-from core.chem import (
-    DESCRIPTOR_SHORT,
-    describe,
-    mol_from_smiles,
-    smiles_to_selfies,
-)
+from core.chem import DESCRIPTOR_SHORT, describe, mol_from_smiles, smiles_to_selfies
 from core.closed_loop import prefix_inputs
 from core.errors import UserError
 from core.generate import condition_arrays, generate_step, make_sampler
