@@ -74,6 +74,23 @@ class Bundle:
     def properties(self) -> list[str]:
         return list(self.args.properties)
 
+    @property
+    def token_limit(self) -> int:
+        """The most tokens (SELFIES symbols + [EOS]) a molecule gets by default: up to the
+        longest SELFIES the decoder was trained on (``meta.longest_trained`` symbols; its
+        positions after that were never trained) and its [EOS], else the position table's
+        ``max_len``.
+
+        >>> from core.model import ModelArgs
+        >>> args = ModelArgs(vocab_size=8, max_len=40)
+        >>> Bundle(None, None, args, {}, {"longest_trained": 31}).token_limit
+        32
+        >>> Bundle(None, None, args, {}).token_limit
+        40
+        """
+        trained = self.meta.get("longest_trained")
+        return self.args.max_len if trained is None else min(self.args.max_len, trained + 1)
+
     def normalise_properties(self, values: np.ndarray) -> np.ndarray:
         """Property values (..., P) in ``properties`` order, in real units -> float32 in the
         model's normalised units (the training split's mean and σ)."""

@@ -193,8 +193,9 @@ def generate_step(
     a symbol that would end a molecule outside the window of a target (``Aim``: a decoding
     aid, off by default); ``feedback=False`` freezes what it reads at the prefix's molecule
     (an open-loop experiment: the model no longer sees its progress). At most ``max_tokens``
-    tokens are written (default: up to the model's ``max_len``, the prefix included); more
-    raise GenerationError when the first step is asked for.
+    tokens are written (default: up to ``Bundle.token_limit``, the longest SELFIES the
+    decoder was trained on and its [EOS], the prefix included; at most the model's
+    ``max_len``); more raise GenerationError when the first step is asked for.
     """
     args = bundle.args
     sampler = sampler or make_sampler()
@@ -204,7 +205,8 @@ def generate_step(
         z = mx.random.normal((n, args.latent_dim), key=z_key)
     props, present = condition_arrays(bundle, targets, n)
     prefix_ids = encode_prefix(bundle, prefix)
-    limit = _token_limit(args, len(prefix_ids), max_tokens)
+    limit = _token_limit(bundle, len(prefix_ids), max_tokens)
+    end = max(bundle.token_limit, len(prefix_ids) + limit)  # tokens a molecule may reach
     loop = _closed_loop(bundle, targets, n, prefix, feedback, max_ring, finish_window)
     forward = _Forward(bundle, z, props, present, cfg_scale, return_attention)
     tokens = mx.array([prefix_ids] * n, dtype=mx.int32).reshape(n, len(prefix_ids))  # (n, L)
@@ -236,7 +238,7 @@ def generate_step(
         chosen, finished = np.array(token), np.array(done)
         if loop is not None:
             redraw = _redrawer(sampler, logits, settings, (seed, position))
-            room = args.max_len - position - 1  # symbols the model could still write
+            room = end - position - 1  # symbols the model could still write
             chosen, finished, reads = loop.push(chosen, finished, room, redraw)
             token, done = mx.array(chosen, dtype=token.dtype), mx.array(finished)
         yield _report(index, chosen, finished, top_ids, top_probs, attn, return_attention, loop)
@@ -338,10 +340,13 @@ def _report(index, chosen, finished, top_ids, top_probs, attn, with_attention, l
     )
 
 
-def _token_limit(args, n_prefix: int, max_tokens: int | None) -> int:
-    """How many tokens a call may write after a prefix of ``n_prefix`` symbols."""
+def _token_limit(bundle: Bundle, n_prefix: int, max_tokens: int | None) -> int:
+    """How many tokens a call may write after a prefix of ``n_prefix`` symbols: by default
+    up to ``bundle.token_limit`` (at least one), at most up to the position table's end."""
+    args = bundle.args
     room = args.max_len - n_prefix  # the position table ends after max_len tokens
-    limit = room if max_tokens is None else max_tokens
+    default = min(room, max(1, bundle.token_limit - n_prefix))
+    limit = default if max_tokens is None else max_tokens
     if not 0 < limit <= room:
         after = f" after a prefix of {n_prefix}" if n_prefix else ""
         raise GenerationError(

@@ -83,7 +83,7 @@ class Stepper:
 
     def step(self, bundle: Bundle) -> None:
         """Decode one more symbol (on a pool thread) and record it with what the model read
-        to choose it. Finishing ([EOS], or the model's ``max_len`` symbols) sets ``done`` and
+        to choose it. Finishing ([EOS], or ``Bundle.token_limit`` symbols) sets ``done`` and
         stops playing; a finished molecule takes no more steps."""
         if self.done:
             return
@@ -104,7 +104,7 @@ class Stepper:
         else:
             self.symbols.append(bundle.tokenizer.tokens[token])
             self.partial.append(partial_properties("".join(self.symbols), names))
-            self.done = len(self.symbols) >= bundle.args.max_len
+            self.done = len(self.symbols) >= bundle.token_limit
         self.playing = self.playing and not self.done
 
     def _next_step(self, bundle: Bundle) -> Step:

@@ -3,7 +3,7 @@ compiled decoding steps stay few; the shipped checkpoint decodes as it did."""
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mlx.core as mx
@@ -206,6 +206,20 @@ def test_max_tokens_beyond_the_position_table_is_refused(bundle):
     assert len(fast) == len(eager) == max_len - 2
     for a, b in zip(fast, eager, strict=True):
         assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_molecules_end_at_the_longest_trained_selfies_unless_asked_for_more(bundle):
+    """Positions after the longest training SELFIES were never trained: by default a molecule
+    gets that many symbols and an [EOS]; max_tokens may still ask for the whole table."""
+    sampler = NeverEnds(eos_id=bundle.tokenizer.eos_id)
+    short = replace(bundle, meta={**bundle.meta, "longest_trained": 5})
+    steps = list(generate_step(short, {}, n=3, seed=2, sampler=sampler))
+    assert len(steps) == 6 and not steps[-1].done.any()
+    after = list(generate_step(short, {}, n=1, sampler=sampler, prefix="[C][C][C][C][C][C]"))
+    assert len(after) == 1  # a prefix already past it still gets one token
+    asked = list(generate_step(short, {}, n=1, sampler=sampler, max_tokens=9))
+    assert len(asked) == 9
+    assert len(list(generate_step(bundle, {}, n=1, sampler=sampler))) == bundle.args.max_len
 
 
 def test_shipped_checkpoint_decodes_as_before_the_refactor():

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import selfies as sf
 
 from core.checkpoint import load_checkpoint, read_metrics
 
@@ -52,6 +53,18 @@ def test_short_run_writes_checkpoint_and_metrics(reference_run):
     assert {r["split"] for r in rows} == {"train", "val"}
     assert all(math.isfinite(r["loss"]) for r in rows if r["split"] == "train")
     assert bundle.meta["data"]["n_train"] == 400
+    # generation ends molecules where the training SELFIES ended (Bundle.token_limit)
+    longest = max(sf.len_selfies(s) for s in _train_rows(bundle)["selfies"])
+    assert bundle.meta["longest_trained"] == longest < bundle.args.max_len
+    assert bundle.token_limit == longest + 1
+
+
+def _train_rows(bundle):
+    """The training split a checkpoint of the default data with ``--limit 400`` read."""
+    from core.trainset import load_table, training_rows
+
+    path = bundle.meta["data"]["path"]
+    return training_rows(load_table(path), bundle.properties, path, 400, 40)[0]
 
 
 def test_resume_continues_with_the_same_loss_curve(reference_run, tmp_path):
