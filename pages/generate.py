@@ -302,7 +302,7 @@ def run_batch(total: int) -> pd.DataFrame:
         rows = []
         for step in steps:
             rows.append(step.tokens)
-            position = min(1.0, (step.index + 1) / bundle.args.max_len)
+            position = min(1.0, (step.index + 1) / bundle.token_limit)
             bar.progress(
                 (start + position * size) / total,
                 text=f"Molecules {start + 1}–{start + size} of {total}, position "
