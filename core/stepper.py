@@ -56,7 +56,8 @@ class Stepper:
     ``reads`` (the properties of the molecule the choosing position read) and ``refused`` (the
     symbols drawn first and refused because they closed a ring larger than ``max_ring``).
     ``done`` once the molecule is finished (``completed``: because no further symbol could
-    change it); ``playing`` while a UI steps on a timer.
+    change it; ``at_limit``: at ``Bundle.token_limit`` symbols, the longest SELFIES the
+    model was trained on, without an [EOS]); ``playing`` while a UI steps on a timer.
     """
 
     def __init__(self, settings: StepSettings):
@@ -74,6 +75,7 @@ class Stepper:
         self.next_read: dict[str, float] | None = None  # closed loop: what the next step reads
         self.refused: list[list[int]] = []  # per step: symbols drawn and refused (large ring)
         self.completed = False  # ended because no further symbol could change the molecule
+        self.at_limit = False  # ended at the length limit, without [EOS]
         self.done = False
         self.playing = False
 
@@ -104,7 +106,7 @@ class Stepper:
         else:
             self.symbols.append(bundle.tokenizer.tokens[token])
             self.partial.append(partial_properties("".join(self.symbols), names))
-            self.done = len(self.symbols) >= bundle.token_limit
+            self.done = self.at_limit = len(self.symbols) >= bundle.token_limit
         self.playing = self.playing and not self.done
 
     def _next_step(self, bundle: Bundle) -> Step:

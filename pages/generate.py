@@ -52,6 +52,7 @@ ensure_app_frame()
 SHORT = DESCRIPTOR_SHORT
 UNITS = {p: f" {DESCRIPTOR_UNITS[p]}" if p in DESCRIPTOR_UNITS else "" for p in DESCRIPTORS}
 ENDED = "ended: no further symbol could change the molecule"  # a closed loop's own [EOS]
+AT_LIMIT = "ended at the length limit: the longest SELFIES the model was trained on"
 TICK_SECONDS = 0.5  # one decoding step per tick while playing
 GRID_ROWS = 120  # molecules drawn in the batch grid
 
@@ -175,10 +176,11 @@ def step_by_step() -> None:
     if CLOSED_LOOP:
         reads = "; each [BOS]/symbol position also reads per target the gap (target − property "
         reads += "so far)" if feedback else "so far), frozen at the empty molecule: feedback off"
+    ending = ENDED if run.completed else AT_LIMIT if run.at_limit else ""
+    ending = ending or ("finished ([EOS])" if run.done else "")
     buttons.caption(
         f"Decoder input: {conditions} [z] [BOS] + the symbols so far{reads} · "
-        f"{n} symbol{'s' * (n != 1)} decoded"
-        + (f" · {ENDED}" if run.completed else " · finished ([EOS])" if run.done else "")
+        f"{n} symbol{'s' * (n != 1)} decoded" + (f" · {ending}" if ending else "")
     )
     if not run.chosen:
         st.info("Press **Step** to decode the first symbol, or **Play** to watch it run.")

@@ -5,6 +5,8 @@ pool."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import mlx.core as mx
 import numpy as np
 import pytest
@@ -122,10 +124,18 @@ def test_finishing_at_the_length_limit_turns_stepping_off():
         run.step(bundle)
     assert not run.done
     run.step(bundle)
-    assert run.done and run.symbols == ["[C]"] * bundle.args.max_len
+    assert run.done and run.at_limit and run.symbols == ["[C]"] * bundle.args.max_len
     run.step(bundle)
     assert len(run.chosen) == bundle.args.max_len
     assert run.partial[-1]["smiles"] == "C" * bundle.args.max_len
+    # a model that records its longest training SELFIES stops there, as batch decoding does
+    short = replace(bundle, meta={**bundle.meta, "longest_trained": 4})
+    run = Stepper(StepSettings(TARGETS))
+    for _ in range(6):
+        run.step(short)
+    assert run.at_limit and len(run.symbols) == short.token_limit == 5
+    batch = list(generate_step(short, TARGETS, n=1))
+    assert [int(s.tokens[0]) for s in batch] == run.chosen
 
 
 def test_reset_starts_the_same_run_again():
