@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -48,6 +49,17 @@ def test_home_is_the_default_page(use_tiny_checkpoints):
     assert at.query_params["checkpoint"] == "default"
     assert "parameters" in sidebar_text(at) and "Trained" in sidebar_text(at)
     assert menu(at) == list(PAGES.values())
+
+
+def test_the_model_card_says_how_long_a_molecule_may_get(tiny_checkpoints, tmp_path, monkeypatch):
+    root = tmp_path / "checkpoints"
+    shutil.copytree(tiny_checkpoints / "default", root / "default")
+    config = root / "default" / "config.json"
+    text = json.loads(config.read_text())
+    config.write_text(json.dumps({**text, "meta": {**text["meta"], "longest_trained": 49}}))
+    monkeypatch.setenv("MOLSCOPE_CHECKPOINTS", str(root))
+    at = app_test().run()
+    assert "Writes up to 49 SELFIES symbols" in sidebar_text(at)
 
 
 @pytest.mark.parametrize(

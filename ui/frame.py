@@ -58,6 +58,7 @@ def model_card(folder: str, stamp: tuple[float, float]) -> dict:
         "tokens": meta.get("tokens_seen", last.get("tokens")),
         "n_train": data.get("n_train"),
         "data": Path(str(data.get("path", ""))).name,
+        "longest": meta.get("longest_trained"),  # SELFIES symbols; generation stops there
     }
 
 
@@ -99,6 +100,8 @@ def show_model_card(name: str) -> None:
     ]
     if card["n_train"]:
         lines.append(f"Data: {card['n_train']:,} training molecules ({card['data']})")
+    if card["longest"]:
+        lines.append(f"Writes up to {card['longest']} SELFIES symbols, its longest in training")
     st.caption("  \n".join(lines))
 
 
