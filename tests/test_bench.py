@@ -288,3 +288,21 @@ def test_the_ablation_table_has_a_row_per_arm_in_the_lever_order(tmp_path):
     assert len(lines) == 5  # header, rule, three arms
     assert lines[2].startswith(f"| {ARMS['full']} | 0.400 | 4.00 | 0.600 |")
     assert ARMS["no_feedback"] in lines[3] and lines[4].startswith("| mine | 0.300")
+
+
+def test_longest_trained_is_the_longest_selfies_prepare_writes():
+    """bench.longest_trained: the most symbols of a MOSES slice as ``core.data`` writes it,
+    open-ended or canonical, recorded where ``Bundle.token_limit`` reads it."""
+    import selfies as sf
+
+    from bench.longest_trained import _longest, longest
+    from core.data import _row, read_moses
+
+    smiles = read_moses("train")[:60]
+    for open_end in (False, True):
+        rows = [_row(s, names=(), open_end=open_end) for s in smiles]
+        expected = max(sf.len_selfies(row[1]) for row in rows if not isinstance(row, str))
+        assert _longest((smiles, open_end)) == expected
+    assert longest(["0:30", "30:60:open"], workers=1) == max(
+        _longest((smiles[:30], False)), _longest((smiles[30:], True))
+    )
