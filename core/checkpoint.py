@@ -76,10 +76,10 @@ class Bundle:
 
     @property
     def token_limit(self) -> int:
-        """The most tokens (SELFIES symbols + [EOS]) a molecule gets by default: up to the
-        longest SELFIES the decoder was trained on (``meta.longest_trained`` symbols; its
-        positions after that were never trained) and its [EOS], else the position table's
-        ``max_len``.
+        """The most tokens a molecule gets by default: one more than the longest SELFIES the
+        decoder was trained on (``meta.longest_trained`` symbols), the token written at the
+        last position training reached (there it learned [EOS]; the positions after it were
+        never trained), else the position table's ``max_len``.
 
         >>> from core.model import ModelArgs
         >>> args = ModelArgs(vocab_size=8, max_len=40)

@@ -59,7 +59,7 @@ def test_the_model_card_says_how_long_a_molecule_may_get(tiny_checkpoints, tmp_p
     config.write_text(json.dumps({**text, "meta": {**text["meta"], "longest_trained": 49}}))
     monkeypatch.setenv("MOLSCOPE_CHECKPOINTS", str(root))
     at = app_test().run()
-    assert "Writes up to 49 SELFIES symbols" in sidebar_text(at)
+    assert "Writes up to 50 SELFIES symbols (longest trained: 49)" in sidebar_text(at)
 
 
 @pytest.mark.parametrize(

@@ -101,7 +101,8 @@ def show_model_card(name: str) -> None:
     if card["n_train"]:
         lines.append(f"Data: {card['n_train']:,} training molecules ({card['data']})")
     if card["longest"]:
-        lines.append(f"Writes up to {card['longest']} SELFIES symbols, its longest in training")
+        longest = card["longest"]
+        lines.append(f"Writes up to {longest + 1} SELFIES symbols (longest trained: {longest})")
     st.caption("  \n".join(lines))
 
 
