@@ -205,8 +205,7 @@ def generate_step(
         z = mx.random.normal((n, args.latent_dim), key=z_key)
     props, present = condition_arrays(bundle, targets, n)
     prefix_ids = encode_prefix(bundle, prefix)
-    limit = _token_limit(bundle, len(prefix_ids), max_tokens)
-    end = max(bundle.token_limit, len(prefix_ids) + limit)  # tokens a molecule may reach
+    limit, end = _token_limit(bundle, len(prefix_ids), max_tokens)
     loop = _closed_loop(bundle, targets, n, prefix, feedback, max_ring, finish_window)
     forward = _Forward(bundle, z, props, present, cfg_scale, return_attention)
     tokens = mx.array([prefix_ids] * n, dtype=mx.int32).reshape(n, len(prefix_ids))  # (n, L)
@@ -340,9 +339,10 @@ def _report(index, chosen, finished, top_ids, top_probs, attn, with_attention, l
     )
 
 
-def _token_limit(bundle: Bundle, n_prefix: int, max_tokens: int | None) -> int:
-    """How many tokens a call may write after a prefix of ``n_prefix`` symbols: by default
-    up to ``bundle.token_limit`` (at least one), at most up to the position table's end."""
+def _token_limit(bundle: Bundle, n_prefix: int, max_tokens: int | None) -> tuple[int, int]:
+    """How many tokens a call may write after a prefix of ``n_prefix`` symbols (by default
+    up to ``bundle.token_limit``, at least one, at most up to the position table's end), and
+    how many tokens a molecule may reach (what the finishing check counts its room from)."""
     args = bundle.args
     room = args.max_len - n_prefix  # the position table ends after max_len tokens
     default = min(room, max(1, bundle.token_limit - n_prefix))
@@ -353,7 +353,7 @@ def _token_limit(bundle: Bundle, n_prefix: int, max_tokens: int | None) -> int:
             f"max_tokens must be between 1 and {room} (the model writes at most "
             f"{args.max_len} tokens{after}), got {limit}"
         )
-    return limit
+    return limit, max(bundle.token_limit, n_prefix + limit)
 
 
 class _Forward:
