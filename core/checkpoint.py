@@ -181,7 +181,18 @@ def _remove_leftovers(out: Path, step: int | None) -> None:
             theirs = _saved_step(folder)
             if step is None or theirs is None or theirs > step:
                 continue
-        shutil.rmtree(folder, ignore_errors=True)
+        _discard(folder)
+
+
+def _discard(folder: Path) -> None:
+    """Delete a checkpoint folder, its ``config.json`` first: a crash partway leaves an
+    incomplete folder (removed by a later save), never one that looks complete without its
+    weights."""
+    try:
+        (folder / CONFIG).unlink()
+    except OSError:
+        pass  # not there, or the folder is gone
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def save_checkpoint(
@@ -204,7 +215,7 @@ def save_checkpoint(
     old = out.parent / f"{out.name}.old-{os.getpid()}"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+        _discard(tmp)
         tmp.mkdir()
         mx.save_safetensors(str(tmp / WEIGHTS), weights)
         if optimizer_state:
@@ -219,13 +230,13 @@ def save_checkpoint(
         os.rename(tmp / f"{CONFIG}.part", tmp / CONFIG)
         _sync_path(tmp)
         if out.exists():
-            shutil.rmtree(old, ignore_errors=True)  # left by a dead process that had our pid
+            _discard(old)  # left by a dead process that had our pid
             os.rename(out, old)
         os.rename(tmp, out)
         _sync_path(out.parent)
-        shutil.rmtree(old, ignore_errors=True)
+        _discard(old)
     except (OSError, RuntimeError) as exc:  # MLX reports a failed write as a RuntimeError
-        shutil.rmtree(tmp, ignore_errors=True)
+        _discard(tmp)
         if old.exists() and not out.exists():
             os.rename(old, out)
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc

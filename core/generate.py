@@ -10,6 +10,7 @@ many threads.
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import sys
 import threading
@@ -19,6 +20,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
 
 from core.cache import FixedKVCache, make_cache
@@ -454,30 +456,57 @@ def _compiled_step(bundle: Bundle, sampler: Sampler, report_top: int, n: int, m:
         table = _step_table(bundle.model)
         fn = table.pop(key, None)
         if fn is None:
-            decoder, pick = bundle.model.decoder, _picker(bundle, sampler, report_top)
-            n_prefix = bundle.args.n_prefix
-
-            def step(token, rng_keys, done, props, present, reads, settings, state, rows):
-                offset, keys, values = state
-                cache = [FixedKVCache(k, v, offset) for k, v in zip(keys, values, strict=True)]
-                props, present, token = props[rows], present[rows], token[rows]
-                reads = None if reads is None else reads[rows]
-                x = decoder.embed_tokens(token[:, None], props, present, reads)  # (m, 1, d)
-                logits, _ = decoder(x, cache)
-                logits = (
-                    mx.zeros((n, logits.shape[-1]), logits.dtype).at[rows].add(logits[:, -1])
-                )  # (n, V)
-                # the token fed in sits at position offset; the one sampled here is symbol
-                # offset - n_prefix of the molecule (prefix included), and takes that key
-                rng_key = mx.take(rng_keys, offset - n_prefix, axis=0)
-                return (*pick(logits, rng_key, done, settings), _state(cache))
-
-            # the decoder's weights as implicit inputs: a later load_weights is seen
-            fn = mx.compile(step, inputs=decoder.state)
+            fn = _thread_safe_step(bundle, sampler, report_top, n)
         table[key] = fn
         while len(table) > MAX_COMPILED_STEPS:
             table.popitem(last=False)  # its traces go with it
     return fn
+
+
+def _thread_safe_step(bundle: Bundle, sampler: Sampler, report_top: int, n: int) -> Callable:
+    """The compiled step of ``_compiled_step``, safe to call from many threads at once.
+
+    Tracing swaps placeholder arrays into the weights of the module it reads. It reads a
+    decoder of its own (``shadow``), given the shared decoder's weights as an argument on
+    every call (so a later ``load_weights`` is seen): another thread running the shared
+    decoder meanwhile never meets a placeholder. Calls take a lock, as a trace fills the
+    shadow; a call only builds the graph, evaluation happens after it, outside the lock."""
+    decoder, pick = bundle.model.decoder, _picker(bundle, sampler, report_top)
+    shadow = _clone(decoder)
+    n_prefix = bundle.args.n_prefix
+
+    def step(weights, token, rng_keys, done, props, present, reads, settings, state, rows):
+        shadow.update(weights)
+        offset, keys, values = state
+        cache = [FixedKVCache(k, v, offset) for k, v in zip(keys, values, strict=True)]
+        props, present, token = props[rows], present[rows], token[rows]
+        reads = None if reads is None else reads[rows]
+        x = shadow.embed_tokens(token[:, None], props, present, reads)  # (m, 1, d)
+        logits, _ = shadow(x, cache)
+        logits = mx.zeros((n, logits.shape[-1]), logits.dtype).at[rows].add(logits[:, -1])
+        # the token fed in sits at position offset; the one sampled here is symbol
+        # offset - n_prefix of the molecule (prefix included), and takes that key
+        rng_key = mx.take(rng_keys, offset - n_prefix, axis=0)
+        return (*pick(logits, rng_key, done, settings), _state(cache))
+
+    compiled, lock = mx.compile(step), threading.Lock()
+
+    def call(*inputs):
+        with lock:
+            return compiled(decoder.parameters(), *inputs)
+
+    return call
+
+
+def _clone(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` and its submodules that shares their arrays (weights update apart)."""
+    copied = copy.copy(module)
+    for name, value in module.items():
+        if isinstance(value, nn.Module):
+            copied[name] = _clone(value)
+        elif isinstance(value, list):
+            copied[name] = [_clone(v) if isinstance(v, nn.Module) else v for v in value]
+    return copied
 
 
 def _state(cache: list[FixedKVCache]) -> tuple:

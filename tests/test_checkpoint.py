@@ -1,6 +1,7 @@
 """Checkpoints: save -> load gives identical outputs; corrupt files give one clear error."""
 
 import json
+import shutil
 from pathlib import Path
 
 import mlx.core as mx
@@ -40,6 +41,37 @@ def test_overwrite_keeps_metrics_and_leaves_no_temp_folders(tmp_path):
     save_checkpoint(tmp_path / "ck", bundle)
     assert [r["step"] for r in read_metrics(tmp_path / "ck")] == [1]  # torn line skipped
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing in the saving code catches it."""
+
+
+def test_crash_while_deleting_the_previous_checkpoint_leaves_nothing_that_looks_complete(
+    tmp_path, monkeypatch
+):
+    """Killed partway through deleting the checkpoint a save replaced (its files go one by
+    one, config.json last): what is left must not pass for a complete checkpoint."""
+    bundle = tiny_bundle()
+    save_checkpoint(tmp_path / "ck", bundle, state={"step": 1})
+    rmtree = shutil.rmtree
+
+    def dies_deleting_old(path, *args, **kwargs):
+        if ".old-" in Path(path).name and Path(path).exists():
+            for file in Path(path).iterdir():
+                if file.name != "config.json":  # the directory listing put it last
+                    file.unlink()
+            raise Killed
+        rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", dies_deleting_old)
+    with pytest.raises(Killed):
+        save_checkpoint(tmp_path / "ck", bundle, state={"step": 2})
+    monkeypatch.undo()
+    left = [p for p in tmp_path.iterdir() if p.name.startswith("ck.")]
+    assert left  # the kill did leave a folder behind
+    assert not any((p / "config.json").exists() for p in left)
+    assert json.loads((tmp_path / "ck" / "state.json").read_text())["step"] == 2
 
 
 def test_crash_between_renames_falls_back_to_old(tmp_path):

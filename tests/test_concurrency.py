@@ -14,8 +14,10 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import mlx.core as mx
 import numpy as np
 import pytest
+from mlx.utils import tree_flatten
 
 from core.checkpoint import load_checkpoint
 from core.data import load_dataset
@@ -94,6 +96,34 @@ def test_threads_generating_at_once_give_the_sequential_molecules(bundle):
     for _ in range(ROUNDS):
         got = together([lambda i=i: batch(bundle, i) for i in range(N_THREADS)])
         assert got == expected
+
+
+def test_tracing_a_compiled_step_leaves_the_shared_decoder_weights_alone(
+    tiny_checkpoints, monkeypatch
+):
+    """While a decoding step is traced, another thread may run the shared decoder: the trace
+    must never swap placeholders into the weights that thread reads (MLX: "eval an array
+    without a primitive")."""
+    fresh = load_checkpoint(tiny_checkpoints / "default")  # no step traced for it yet
+
+    def weights() -> list[int]:
+        return [id(a) for _, a in tree_flatten(fresh.model.decoder.parameters())]
+
+    before, during = weights(), []
+
+    def spying_compile(fn, **kwargs):
+        def traced(*args):  # runs while MLX traces fn
+            during.append(weights())
+            return fn(*args)
+
+        return compile_(traced, **kwargs)
+
+    compile_ = mx.compile
+    monkeypatch.setattr(mx, "compile", spying_compile)
+    first = generate(fresh, targets_of(0), 3, seed=1)
+    assert during and all(seen == before for seen in during)
+    monkeypatch.undo()
+    assert generate(fresh, targets_of(0), 3, seed=1) == first  # the traced step, reused
 
 
 def test_threads_stepping_at_once_give_the_sequential_steps(bundle):
