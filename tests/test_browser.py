@@ -128,8 +128,8 @@ COLD_START_PATHS = ["", "generate", "dataset", "training", "attention", "evaluat
 
 def test_fresh_server_with_eight_tabs_at_once_lists_the_six_pages_in_each(chromium, server_env):
     """On a fresh server, 8 tabs opened at the same moment (the entry page and deep links):
-    each sidebar lists exactly the six pages, from its first paint to the end, never a page
-    twice and never Streamlit's automatic pages-folder menu."""
+    each sidebar ends with exactly the six pages and, from its first paint on, never shows a
+    page twice, out of order, or from Streamlit's automatic pages-folder menu."""
     titles = list(PAGES.values())
     with streamlit_server(server_env) as base:
         context = chromium.new_context(viewport={"width": 1280, "height": 900})
@@ -146,8 +146,9 @@ def test_fresh_server_with_eight_tabs_at_once_lists_the_six_pages_in_each(chromi
             tab.screenshot(path=str(ARTIFACTS / f"browser_cold_start_{i}.png"))
             shown = tab.evaluate("window.__sidebarLinks")
             assert shown[-1] == titles, f"tab {i} (/{path}) ended with {shown[-1]}"
-            for links in shown:  # while it loads, only the start of the six (drawn in order)
-                assert links == titles[: len(links)], f"tab {i} (/{path}) showed {links}"
+            for links in shown:  # while it loads: some of the six, in their order, none twice
+                # (a rerun can drop the first links a moment before it draws the list again)
+                assert links == [t for t in titles if t in links], f"tab {i} (/{path}): {links}"
             assert tab.locator(EXCEPTION).count() == 0, f"exception in tab {i} (/{path})"
         step_writes_a_symbol(tabs[COLD_START_PATHS.index("generate")])  # its first click counts
         context.close()
