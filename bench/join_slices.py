@@ -1,6 +1,6 @@
 """Join consecutive MOSES slices prepared with ``core.data prepare --limit N [--skip S]`` into
-the one table ``prepare --limit (sum of N)`` would write: every slice's train rows, then every
-slice's test rows, and the metadata of a single run.
+the one table ``prepare --limit (sum of N) [--skip (first S)]`` would write: every slice's
+train rows, then every slice's test rows, and the metadata of a single run.
 
     python -m bench.join_slices FIRST NEXT [...] --out OUT
 
@@ -37,8 +37,11 @@ def joined_source(sources: list[dict]) -> dict:
     >>> joined_source([a, {**a, "skip": 3}])
     Traceback (most recent call last):
     ValueError: slice 2 starts at train molecule 3, not 2
+    >>> later = joined_source([{**a, "skip": 4}, {**a, "skip": 6}])
+    >>> later["skip"], later["limit"]
+    (4, 4)
     """
-    end = 0
+    start = end = sources[0].get("skip", 0)
     for i, s in enumerate(sources, start=1):
         if s.get("kind") != "prepare" or "limit" not in s:
             raise ValueError(f"slice {i} is not a MOSES slice (core.data prepare --limit)")
@@ -47,8 +50,8 @@ def joined_source(sources: list[dict]) -> dict:
         if any(s.get(k) != sources[0].get(k) for k in SAME):
             raise ValueError(f"slice {i} was prepared with other settings than slice 1")
         end += s["limit"]
-    out = {k: v for k, v in sources[0].items() if k != "skip"}
-    out["limit"] = end
+    out = dict(sources[0])
+    out["limit"] = end - start
     out["n_in"] = sum(s["n_in"] for s in sources)
     out["n_failed"] = sum(s["n_failed"] for s in sources)
     return out
