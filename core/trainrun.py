@@ -176,7 +176,7 @@ def _new(
     scales = property_scales(train_rows, model.args.properties)
     data = data_identity(Path(opts.data), len(train_rows), n_val)
     meta = {"data": data, "parameters": count_parameters(model)}
-    longest = _longest_trained(train_rows["selfies"], model.args.max_len, base)
+    longest = _longest_trained(train_rows["n_tokens"], model.args.max_len, base)
     if longest is not None:
         meta["longest_trained"] = longest
     if base is not None:
@@ -189,17 +189,18 @@ def _new(
     return Bundle(model, tokenizer, model.args, scales, meta), targs
 
 
-def _longest_trained(selfies: pd.Series, max_len: int, base: Bundle | None) -> int | None:
+def _longest_trained(n_tokens: pd.Series, max_len: int, base: Bundle | None) -> int | None:
     """The most symbols of any SELFIES the new model is trained on (``Bundle.token_limit``):
-    of ``selfies`` (those that fit ``max_len`` with [EOS]) and, fine-tuning, of what ``base``
-    was trained on; None when ``base`` does not record it (trained before this was kept).
+    of the training rows (their ``n_tokens`` column; those that fit ``max_len`` with [EOS])
+    and, fine-tuning, of what ``base`` was trained on; None when ``base`` does not record it
+    (trained before this was kept).
 
-    >>> _longest_trained(pd.Series(["[C][O]", "[C][C][C]"]), 72, None)
+    >>> _longest_trained(pd.Series([2, 3]), 72, None)
     3
-    >>> _longest_trained(pd.Series(["[C][C][C]"]), 3, None)  # what fits 3 tokens with [EOS]
+    >>> _longest_trained(pd.Series([3]), 3, None)  # what fits 3 tokens with [EOS]
     2
     """
-    here = min(max(sf.len_selfies(s) for s in selfies), max_len - 1)
+    here = min(int(n_tokens.max()), max_len - 1)
     if base is None:
         return here
     before = base.meta.get("longest_trained")
