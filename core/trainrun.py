@@ -20,6 +20,7 @@ from core.batches import EncodedSet
 from core.checkpoint import (
     METRICS,
     Bundle,
+    PropertyScale,
     has_checkpoint,
     load_checkpoint,
     load_training_state,
@@ -173,7 +174,7 @@ def _new(
         mx.random.seed(targs.seed)
         model = Model(replace(config.model, vocab_size=len(tokenizer), properties=properties))
     mx.eval(model.parameters())
-    scales = property_scales(train_rows, model.args.properties)
+    scales = _kept_scales(property_scales(train_rows, model.args.properties), base)
     data = data_identity(Path(opts.data), len(train_rows), n_val)
     meta = {"data": data, "parameters": count_parameters(model)}
     longest = _longest_trained(train_rows["n_tokens"], model.args.max_len, base)
@@ -187,6 +188,26 @@ def _new(
         out.mkdir(parents=True, exist_ok=True)
         (out / METRICS).write_text("")
     return Bundle(model, tokenizer, model.args, scales, meta), targs
+
+
+def _kept_scales(scales: dict[str, PropertyScale], base: Bundle | None) -> dict[str, PropertyScale]:
+    """Fine-tuning keeps the base model's normalisation (mean, std) of each property it already
+    reads: its weights were trained on those inputs, and a new data slice with another mean
+    would shift every target and gap it reads. The data range (lo, hi) is the new data's.
+
+    >>> new = {"logp": PropertyScale(2.4, 0.9, -0.4, 4.3), "qed": PropertyScale(0.7, 0.1, 0, 1)}
+    >>> base = Bundle(None, None, None, {"logp": PropertyScale(2.3, 1.0, -0.6, 4.2)}, {})
+    >>> kept = _kept_scales(new, base)
+    >>> kept["logp"], kept["qed"] == new["qed"]
+    (PropertyScale(mean=2.3, std=1.0, lo=-0.4, hi=4.3), True)
+    """
+    if base is None:
+        return scales
+    kept = dict(scales)
+    for name, scale in scales.items():
+        if name in base.scales:
+            kept[name] = replace(scale, mean=base.scales[name].mean, std=base.scales[name].std)
+    return kept
 
 
 def _longest_trained(n_tokens: pd.Series, max_len: int, base: Bundle | None) -> int | None:

@@ -218,7 +218,13 @@ def test_fine_tune_grows_the_vocabulary_and_the_conditions(trained, tmp_path):
     assert tuned.meta["init_from"]["path"] == str(trained)
     assert tuned.meta["init_from"]["step"] == 6
     table = data.load_dataset(report.out)
-    assert tuned.scales["sa"].mean == pytest.approx(table[table.split == "train"].sa.mean())
+    train = table[table.split == "train"]
+    assert tuned.scales["sa"].mean == pytest.approx(train.sa.mean())
+    # a property the base reads keeps the base's normalisation; its data range is the new data's
+    assert train.logp.mean() != pytest.approx(base.scales["logp"].mean, abs=0.01)
+    assert tuned.scales["logp"].mean == base.scales["logp"].mean
+    assert tuned.scales["logp"].std == base.scales["logp"].std
+    assert tuned.scales["logp"].hi == pytest.approx(np.percentile(train.logp, 99.5))
     assert all(tuned.tokenizer.unk_id not in tuned.tokenizer.encode(s) for s in table.selfies)
     assert not all(base.tokenizer.unk_id not in base.tokenizer.encode(s) for s in table.selfies)
     losses = [
