@@ -306,3 +306,36 @@ def test_longest_trained_is_the_longest_selfies_prepare_writes():
     assert longest(["0:30", "30:60:open"], workers=1) == max(
         _longest((smiles[:30], False)), _longest((smiles[30:], True))
     )
+
+
+def test_a_soup_averages_the_weights_of_one_model_read_in_one_normalisation(tmp_path):
+    """bench.soup: every tensor is the weighted mean; a checkpoint that normalises a property
+    otherwise (an older leg renormalised to its slice) is refused with a one-line error."""
+    from dataclasses import replace
+
+    from mlx.utils import tree_flatten
+
+    from bench.soup import soup
+    from core.checkpoint import load_checkpoint, save_checkpoint
+
+    a, b = tiny_bundle(0), tiny_bundle(1)
+    mixed = soup([a, b], [0.25, 0.75])
+    x, y, m = (dict(tree_flatten(c.model.parameters())) for c in (a, b, mixed))
+    head = "decoder.head.weight"
+    assert len(m) > 10 and not mx.allclose(x[head], y[head]).item()
+    assert all(mx.allclose(m[k], 0.25 * x[k] + 0.75 * y[k]).item() for k in m)
+    save_checkpoint(tmp_path / "soup", mixed)
+    again = load_checkpoint(tmp_path / "soup")
+    assert [w["weight"] for w in again.meta["soup_of"]] == [0.25, 0.75]
+    other = replace(b, scales={**b.scales, "tpsa": replace(b.scales["tpsa"], mean=61.0)})
+    save_checkpoint(tmp_path / "a", a)
+    save_checkpoint(tmp_path / "other", other)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.soup", str(tmp_path / "a"), str(tmp_path / "other"),
+         "--out", str(tmp_path / "bad")],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 2 and not (tmp_path / "bad").exists()
+    assert result.stderr.strip() == (
+        "error: checkpoint 2 normalises tpsa otherwise (mean 61, σ 20; checkpoint 1: 60, 20)"
+    )

@@ -10,7 +10,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE = sorted(p.stem for p in (ROOT / "core").glob("*.py") if p.stem != "__init__")
-MODULES = [f"core.{stem}" for stem in CORE] + ["bench.gpu.keep_arch", "bench.join_slices"]
+BENCH = ["bench.gpu.keep_arch", "bench.join_slices", "bench.soup"]
+MODULES = [f"core.{stem}" for stem in CORE] + BENCH
 
 
 @pytest.mark.parametrize("name", MODULES)
