@@ -4,6 +4,8 @@
 # 520,000-940,000: leg 9's slice and leg 10's together, trained from the shipped leg 9 on both
 # cores (bench/default_leg4.sh: two pinned ranks). Legs 7 and 10 lost aim on a fresh slice at
 # 2.5e-4; this asks whether a gentler step over seen and fresh molecules keeps leg 9's aim.
+# First leg to keep the base's normalisation (commit 3c47ddc; legs 7-10 renormalised to
+# their slice), so leg 9 and leg 11 can also be averaged (bench.soup).
 #   bash bench/default_leg11.sh [OUT [ARGS...]]  (OUT defaults to runs/leg11; ARGS to core.train)
 #   RESUME=1 bash bench/default_leg4.sh OUT --data data/full/moses_open_end_cd.parquet
 # The table is prepared when missing; with legs 9 and 10's slices at hand it is only joined:
