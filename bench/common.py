@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -28,3 +30,21 @@ def script_parser(doc: str, n: int, n_help: str) -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", default="checkpoints/default", help="checkpoint folder")
     parser.add_argument("--n", type=int, default=n, help=n_help)
     return parser
+
+
+def run_reporting(work: Callable[[], str], errors: tuple[type[BaseException], ...]) -> int:
+    """A script's exit status: 0 after ``work()`` (its one-line report goes to stderr), 2 with
+    ``error: ...`` on one line for any of ``errors``.
+
+    >>> run_reporting(lambda: "done", (ValueError,))
+    0
+    >>> run_reporting(lambda: int("x"), (ValueError,))
+    2
+    """
+    try:
+        report = work()
+    except errors as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(report, file=sys.stderr)
+    return 0

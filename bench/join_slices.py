@@ -19,6 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from bench.common import run_reporting
+
 KEY = b"molscope"
 SAME = ("kind", "descriptors", "prefix_features", "rdkit", "selfies")
 
@@ -74,13 +76,10 @@ def main() -> int:
     parser.add_argument("slices", nargs="+", type=Path, help="prepared slices, in MOSES order")
     parser.add_argument("--out", type=Path, required=True, help="parquet file to write")
     args = parser.parse_args()
-    try:
-        n = join(args.slices, args.out)
-    except (OSError, ValueError, pa.ArrowException) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {n:,} molecules to {args.out}", file=sys.stderr)
-    return 0
+    return run_reporting(
+        lambda: f"wrote {join(args.slices, args.out):,} molecules to {args.out}",
+        (OSError, ValueError, pa.ArrowException),
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from bench.common import run_reporting
 from core.checkpoint import Bundle, CheckpointError, load_checkpoint, save_checkpoint
 
 
@@ -71,15 +72,14 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     args = parser.parse_args()
     n = len(args.checkpoints)
-    try:
+
+    def work() -> str:
         weights = [float(w) for w in args.weights.split(",")] if args.weights else [1 / n] * n
         bundles = [load_checkpoint(p) for p in args.checkpoints]
         save_checkpoint(args.out, soup(bundles, weights))
-    except (CheckpointError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote the soup of {n} checkpoints to {args.out}", file=sys.stderr)
-    return 0
+        return f"wrote the soup of {n} checkpoints to {args.out}"
+
+    return run_reporting(work, (CheckpointError, ValueError))
 
 
 if __name__ == "__main__":
