@@ -604,6 +604,7 @@ def prepare_input(
     largest_fragment: bool = True,
     neutralize: bool = True,
     overwrite: bool = False,
+    open_end: bool = False,
 ) -> PrepareReport:
     """Prepare a user's molecule file (``core.molfile``: CSV/TSV, SMILES list, SDF) into
     ``out`` (default ``data/<stem>.parquet``), the rows left out into ``NAME.rejected.csv``.
@@ -612,7 +613,8 @@ def prepare_input(
     ``neutralize``), canonicalised, encoded as SELFIES and described; duplicates after
     standardisation keep their first row; a seeded ``test_fraction`` goes to the test split.
     A bad row is counted by reason, never fatal; a file with no usable row is a DataError
-    and nothing is written. ``prefix_features`` as in ``prepare``.
+    and nothing is written. ``prefix_features`` and ``open_end`` as in ``prepare`` (open-ended
+    SELFIES for fine-tuning a model trained on them, as ``checkpoints/default`` is).
 
     >>> import tempfile, os
     >>> folder = tempfile.mkdtemp()
@@ -639,6 +641,7 @@ def prepare_input(
         "standardization": {"largest_fragment": largest_fragment, "neutralize": neutralize},
         "test_fraction": test_fraction, "seed": seed,
         **({"prefix_features": list(prefix_features)} if prefix_features else {}),
+        **({"open_end": True} if open_end else {}),
     }  # fmt: skip
     n_in = found.n_rows
     unreadable = pd.DataFrame(found.unreadable, columns=REJECTED_COLUMNS)
@@ -804,8 +807,6 @@ def _prepare_command(args: argparse.Namespace) -> PrepareReport:
             prefix_features=prefix,
             open_end=args.open_end,
         )
-    if args.open_end:
-        raise DataError("--open-end is for MOSES, not with --input")
     if args.limit is not None or args.descriptors or args.skip:
         raise DataError("--limit, --skip and --descriptors are for MOSES, not with --input")
     return prepare_input(
@@ -819,6 +820,7 @@ def _prepare_command(args: argparse.Namespace) -> PrepareReport:
         largest_fragment=not args.keep_fragments,
         neutralize=not args.keep_charges,
         overwrite=args.overwrite,
+        open_end=args.open_end,
     )
 
 
@@ -916,7 +918,8 @@ if __name__ == "__main__":
         "--open-end",
         action="store_true",
         help="write each SELFIES from a root atom that leaves its end open, so the model "
-        "learns to end molecules with [EOS] (core.ordering)",
+        "learns to end molecules with [EOS] (core.ordering); MOSES or --input (to fine-tune "
+        "a model trained so, as checkpoints/default is)",
     )
     sub = commands.add_parser(
         "subset", help="describe a random fixed-seed sample of MOSES", formatter_class=defaults

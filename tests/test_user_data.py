@@ -133,6 +133,29 @@ def test_keeping_fragments_and_charges_is_recorded(tmp_path):
     }
 
 
+def test_own_molecules_can_be_written_open_ended_like_the_default_was_trained(tmp_path):
+    """``--open-end`` with ``--input``: a molecule whose canonical SELFIES ends itself (on
+    ``=O``) is written from another root, still the same molecule, and the table says so."""
+    from core.chem import selfies_to_smiles
+    from core.ordering import ends_itself
+
+    path = tmp_path / "ketones.smi"
+    path.write_text("CCC(C)=O\nCCCC=O\nOCC1CCCC1\n")
+    tables = {
+        flag: data.load_dataset(
+            data.prepare_input(path, tmp_path / f"k{flag}.parquet", workers=1, open_end=flag).out
+        )
+        for flag in (False, True)
+    }
+    assert sum(ends_itself(s) for s in tables[False].selfies) == 2
+    assert not any(ends_itself(s) for s in tables[True].selfies)
+    assert list(tables[True].smiles) == list(tables[False].smiles)
+    opened = tables[True]
+    assert [selfies_to_smiles(s) for s in opened.selfies] == list(opened.smiles)
+    assert data.dataset_info(tmp_path / "kTrue.parquet").source["open_end"] is True
+    assert "open_end" not in data.dataset_info(tmp_path / "kFalse.parquet").source
+
+
 def test_prepare_resumes_from_finished_chunks(tmp_path, monkeypatch):
     write_csv(tmp_path / "in.csv", n=45)
     monkeypatch.setattr(data, "CHUNK_SIZE", 10)
