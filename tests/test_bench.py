@@ -339,3 +339,34 @@ def test_a_soup_averages_the_weights_of_one_model_read_in_one_normalisation(tmp_
     assert result.stderr.strip() == (
         "error: checkpoint 2 normalises tpsa otherwise (mean 61, σ 20; checkpoint 1: 60, 20)"
     )
+
+
+def test_own_rollouts_keep_only_molecules_on_target_and_through_the_filters(
+    tiny_feedback_checkpoints, tmp_path
+):
+    """bench.own_rollouts: every kept molecule hits the target it was made for and passes
+    MOSES's filters; the list ends with the MOSES molecules aimed at; a wrong checkpoint is
+    a one-line error."""
+    from bench.own_rollouts import PROPERTIES, targets_of
+    from core.chem import describe_smiles
+    from core.data import read_moses
+    from core.moses import passes_filters
+
+    out = tmp_path / "own.smi"
+    command = [sys.executable, "-m", "bench.own_rollouts", "--n", "40", "--skip", "7",
+               "--with-moses", "--batch-size", "16", "--out", str(out), "--checkpoint",
+               str(tiny_feedback_checkpoints / "default")]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(out.with_suffix(".json").read_text())
+    moses, targets = targets_of(read_moses("train")[7:47])
+    lines = out.read_text().splitlines()
+    assert summary["n"] == len(moses) == 40 and lines[summary["kept"] :] == moses
+    assert summary["kept"] <= min(summary["on_target"], summary["filters"])
+    for own in lines[: summary["kept"]]:
+        values = describe_smiles(own, PROPERTIES)
+        assert passes_filters(own) and values is not None
+    bad = subprocess.run(
+        [*command[:-1], str(tmp_path / "nothing")], capture_output=True, text=True, cwd=ROOT
+    )
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "error:" in bad.stderr

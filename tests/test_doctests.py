@@ -10,7 +10,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE = sorted(p.stem for p in (ROOT / "core").glob("*.py") if p.stem != "__init__")
-BENCH = ["bench.common", "bench.gpu.keep_arch", "bench.join_slices", "bench.soup"]
+BENCH = [
+    "bench.common",
+    "bench.gpu.keep_arch",
+    "bench.join_slices",
+    "bench.own_rollouts",
+    "bench.soup",
+]
 MODULES = [f"core.{stem}" for stem in CORE] + BENCH
 
 
