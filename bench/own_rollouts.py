@@ -19,11 +19,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from rdkit import Chem
 from tqdm import tqdm
 
 from bench.common import run_reporting
 from core.checkpoint import load_checkpoint
-from core.chem import canonical_smiles, describe_smiles, selfies_to_smiles
+from core.chem import canonical_smiles, describe, mol_from_smiles, selfies_to_smiles
 from core.data import read_moses
 from core.errors import UserError
 from core.evaluate import hit_windows
@@ -42,10 +43,10 @@ def targets_of(smiles: list[str]) -> tuple[list[str], dict[str, np.ndarray]]:
     """
     kept, rows = [], []
     for text in smiles:
-        canonical = canonical_smiles(text)
-        values = None if canonical is None else describe_smiles(canonical, PROPERTIES)
-        if values is not None:
-            kept.append(canonical)
+        mol = mol_from_smiles(text)
+        if mol is not None:
+            kept.append(Chem.MolToSmiles(mol))
+            values = describe(mol, PROPERTIES)
             rows.append([values[p] for p in PROPERTIES])
     table = np.array(rows, dtype=np.float64).reshape(-1, len(PROPERTIES))
     return kept, {p: table[:, i] for i, p in enumerate(PROPERTIES)}
@@ -62,11 +63,12 @@ def keep_own(
     """
     keep, counts = [], {"n": len(smiles), "on_target": 0, "filters": 0, "kept": 0}
     for i, text in enumerate(smiles):
-        values = describe_smiles(text, list(windows)) if text else None
+        mol = mol_from_smiles(text) if text else None  # parsed once for both tests
+        values = None if mol is None else describe(mol, list(windows))
         hit = values is not None and all(
             abs(values[p] - targets[p][i]) <= w for p, w in windows.items()
         )
-        clean = bool(text) and passes_filters(text)
+        clean = mol is not None and passes_filters(mol)
         counts["on_target"] += hit
         counts["filters"] += clean
         keep.append(hit and clean)

@@ -344,9 +344,10 @@ def test_a_soup_averages_the_weights_of_one_model_read_in_one_normalisation(tmp_
 def test_own_rollouts_keep_only_molecules_on_target_and_through_the_filters(
     tiny_feedback_checkpoints, tmp_path
 ):
-    """bench.own_rollouts: every kept molecule hits the target it was made for and passes
-    MOSES's filters; the list ends with the MOSES molecules aimed at; a wrong checkpoint is
-    a one-line error."""
+    """bench.own_rollouts: no more kept than hit their targets or passed the filters, every
+    kept molecule parses and passes MOSES's filters (the hit test itself: ``keep_own``'s
+    doctest); the list ends with the MOSES molecules aimed at; a wrong checkpoint is a
+    one-line error."""
     from bench.own_rollouts import PROPERTIES, targets_of
     from core.chem import describe_smiles
     from core.data import read_moses
