@@ -155,8 +155,10 @@ def wait_charts(page, timeout: float = 30_000) -> None:
 def open_page(page, url: str, path: str, query: str = "") -> None:
     """Load one dashboard page and wait until it is drawn, charts included."""
     page.goto(f"{url}/{path}{query}", wait_until="domcontentloaded")
-    page.wait_for_selector('[data-testid="stMainBlockContainer"]', timeout=30_000)
-    wait_idle(page)
+    # Every page opens with its st.title: once it is drawn the page's first run has begun, so
+    # the idle wait below cannot pass on the blank page before the websocket's first run.
+    page.wait_for_selector('[data-testid="stMainBlockContainer"] h1', timeout=60_000)
+    wait_idle(page, timeout=60_000)
     wait_charts(page)
 
 

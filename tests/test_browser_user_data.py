@@ -75,7 +75,9 @@ def test_upload_prepare_and_generate_on_three_properties(page, url, folders):
 
     open_page(page, url, "generate", "?checkpoint=three")
     for p in THREE:
-        assert page.get_by_text(re.compile(rf"^Target .*{p}", re.IGNORECASE)).count() >= 1, p
+        target = page.get_by_text(re.compile(rf"^Target .*{p}", re.IGNORECASE))
+        target.first.wait_for(timeout=30_000)  # fails with a timeout when a control is missing
+        assert target.count() >= 1, p
     step_writes_a_symbol(page)
     page.screenshot(path=str(ARTIFACTS / "browser_user_generate.png"))
     assert page.outside == [], "requests left the machine"
