@@ -144,3 +144,10 @@ def generate_closed_loop(
         )
         n_steps = sum(1 for _ in steps)
     return n_steps, spent[0]
+
+
+def generate_two_batches(bundle: Bundle, n: int, targets: dict[str, float], seed: int = 0) -> None:
+    """``n`` molecules at ``targets``, temperature 1, through ``generate`` as two batches of
+    about ``n / 2`` that run at the same time (``core.pairs``): one's RDKit work overlaps the
+    other's model steps."""
+    generate(bundle, targets, n, seed=seed, temperature=1.0, batch_size=(n + 1) // 2)

@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.common import RESULTS
-from bench.decode import generate_batch, generate_closed_loop
+from bench.decode import generate_batch, generate_closed_loop, generate_two_batches
 from bench.workload import (
     CHECKPOINT_ENV,
     ROOT,
@@ -321,7 +321,11 @@ def measure_closed_loop(work: Workload, plan: Plan, deadline: float) -> dict:
         runs[name].append(generate_closed_loop(bundle, n, targets, next(seeds), name == "on"))
 
     times = alternate(
-        {"on": lambda: batch("on"), "off": lambda: batch("off")},
+        {
+            "on": lambda: batch("on"),
+            "off": lambda: batch("off"),
+            "pairs": lambda: generate_two_batches(bundle, n, targets, next(seeds)),
+        },
         plan.gen_warmup,
         plan.gen_repeats,
         plan.settle,
@@ -337,12 +341,14 @@ def measure_closed_loop(work: Workload, plan: Plan, deadline: float) -> dict:
         "molecules_per_s": n / statistics.median(times["on"]),
         "rdkit_share": rdkit_seconds / sum(times["on"]),
         "molecules_per_s_feedback_off": n / statistics.median(times["off"]),
+        "molecules_per_s_two_batches": n / statistics.median(times["pairs"]),
         "gen_steps": {name: [steps for steps, _ in r] for name, r in timed.items()},
         "note": "one batch at temperature 1 through core.generate.generate_step; rdkit_share: "
         "time in core.closed_loop.ClosedLoop.push (SELFIES decoding and RDKit of every "
         "molecule so far, ring and finishing checks; its SMILES cache lives for the process, as "
         "in a dashboard), of the feedback-on batches; feedback off: the same model reads the "
-        "empty molecule throughout (rings and finishing still checked)",
+        "empty molecule throughout (rings and finishing still checked); two batches: the same "
+        "n through core.generate.generate as two batches of n/2 at once (core.pairs)",
     }
 
 
@@ -622,6 +628,8 @@ def table(r: dict) -> str:
         ("closed-loop molecules/s (feedback on)", f"{loop['molecules_per_s']:,.0f}", "",
          f"RDKit {loop['rdkit_share']:.0%} of it; "
          f"{loop['molecules_per_s_feedback_off']:,.0f}/s with feedback off"),
+        ("closed-loop molecules/s, two batches at once", fmt(loop.get(
+            "molecules_per_s_two_batches"), ",.0f"), "", "core.generate.generate, core.pairs"),
         ("peak RSS training MB", f"{r['peak_rss_mb_train']:,.0f}", "", ""),
         ("peak RSS dashboard MB", f"{r['peak_rss_mb_app']:,.0f}", "",
          f"target {TARGETS['peak_rss_mb_app']}"),

@@ -20,6 +20,7 @@ sends M == 1 or N == 1 products to ``cblas_sgemv``. It is loaded first when pres
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import platform
@@ -27,8 +28,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from core.errors import UserError
@@ -39,7 +42,10 @@ SHIM_NAME = "libmolscope_sgemm.so"
 SHIM_SOURCE = Path(__file__).with_name("sgemm_shim.c")
 
 _loaded: Path | None = None
+_openblas: ctypes.CDLL | None = None  # the loaded OpenBLAS, for its thread count
 _warned_too_late = False
+_single = {"users": 0, "before": 0}  # see ``one_blas_thread``
+_single_lock = threading.Lock()
 
 
 class BlasError(UserError, RuntimeError):
@@ -175,9 +181,39 @@ def preload_blas() -> Path | None:
                 first = shim
             except OSError:
                 pass
-    ctypes.CDLL(str(blas), mode=ctypes.RTLD_GLOBAL)
+    global _openblas
+    _openblas = ctypes.CDLL(str(blas), mode=ctypes.RTLD_GLOBAL)
     _loaded = first
     return first
+
+
+def blas_threads() -> int | None:
+    """How many threads OpenBLAS runs a product on (None where it is not loaded)."""
+    return None if _openblas is None else int(_openblas.openblas_get_num_threads())
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """OpenBLAS on one thread while the block runs, in whichever threads run such blocks: the
+    first to enter sets it, the last to leave puts back the count from before. For work that
+    keeps both cores busy on its own (two closed-loop batches at once, ``core.pairs``), where
+    OpenBLAS's second thread would only spin for a core another thread needs. A no-op where
+    OpenBLAS is not loaded."""
+    if _openblas is None:
+        yield
+        return
+    with _single_lock:
+        if _single["users"] == 0:
+            _single["before"] = int(_openblas.openblas_get_num_threads())
+            _openblas.openblas_set_num_threads(1)
+        _single["users"] += 1
+    try:
+        yield
+    finally:
+        with _single_lock:
+            _single["users"] -= 1
+            if _single["users"] == 0:
+                _openblas.openblas_set_num_threads(_single["before"])
 
 
 def _warn_too_late() -> None:

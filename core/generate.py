@@ -27,6 +27,7 @@ from core.cache import FixedKVCache, make_cache
 from core.checkpoint import Bundle
 from core.closed_loop import MAX_RING, Aim, ClosedLoop, redraw_key
 from core.errors import UserError
+from core.pairs import in_pairs
 
 MAX_MOLECULES = 100_000  # largest --n accepted by the command line
 MAX_COMPILED_STEPS = 16  # compiled decoding steps kept per model, least recently used dropped
@@ -531,12 +532,13 @@ def generate(
 ) -> list[str]:
     """Generate ``n`` SELFIES strings (prefix included) at the given targets (a number, or an
     array of ``n`` numbers: one target per molecule); ``max_ring`` and ``finish_window`` as
-    in ``generate_step``."""
+    in ``generate_step``. Batches of ``batch_size`` run two at a time (``core.pairs``), each
+    with its own seed (``seed`` + its first row), so the molecules do not depend on that."""
     if n <= 0:
         raise GenerationError(f"n must be positive, got {n}")
     sampler = make_sampler(temperature, top_k)
-    out: list[str] = []
-    for start in range(0, n, batch_size):
+
+    def batch(start: int) -> list[str]:
         b = min(batch_size, n - start)
         rows = {  # per-row target arrays are cut into the batch's rows
             k: v[start : start + b] if isinstance(v, np.ndarray) and v.ndim else v
@@ -558,9 +560,16 @@ def generate(
             )
         ]
         ids = np.stack(steps, axis=1) if steps else np.zeros((b, 0), dtype=np.int32)
-        out += [prefix + bundle.tokenizer.decode(row) for row in ids]
+        return [prefix + bundle.tokenizer.decode(row) for row in ids]
+
+    out: list[str] = []
+
+    def done(selfies: list[str]) -> None:
+        out.extend(selfies)
         if progress:
             progress(len(out))
+
+    in_pairs(batch, range(0, n, batch_size), done)  # two batches at a time (core.pairs)
     return out
 
 
