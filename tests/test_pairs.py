@@ -1,7 +1,7 @@
 """Closed-loop batches two at a time (``core.pairs``): the two calls of a pair run at once,
-results come back in order, an error on the helper thread reaches the caller, ``generate``
-gives the molecules of one batch after another, OpenBLAS runs on one thread meanwhile, and a
-process whose helper thread evaluated MLX arrays exits cleanly.
+results come back in order, an error on the pair thread reaches the caller, ``generate`` gives
+the molecules of one batch after another, OpenBLAS runs on one thread meanwhile, a process
+whose pair thread evaluated MLX arrays exits cleanly, and pairs add no OS threads.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def test_one_core_runs_the_calls_in_turn_on_the_calling_thread(monkeypatch):
     assert set(threads) == {threading.get_ident()}
 
 
-def test_an_error_on_the_helper_thread_reaches_the_caller(monkeypatch):
+def test_an_error_on_the_pair_thread_reaches_the_caller(monkeypatch):
     monkeypatch.setattr(pairs, "cores", lambda: 2)
 
     def batch(x: int) -> int:
@@ -99,20 +99,42 @@ SCRIPT = """
 import core
 import mlx.core as mx
 from core.pairs import in_pairs
-def product(_):  # draws from MLX's global key: an array made here outlives the thread
+def product(_):  # draws from MLX's global key: an array made here outlives the call
     x = mx.random.normal((64, 64))
     return float(mx.maximum(x @ x, 0).sum())
 print(len(in_pairs(product, [0, 1, 2, 3])))
 """
 
 
-@pytest.mark.skipif(cores() < 2, reason="one core: no helper thread")
-def test_a_process_whose_helper_threads_ran_mlx_exits_cleanly():
-    """MLX asks every thread but the main one to release its streams before it ends; without
-    it this process aborted as it exited ("terminate called without an active exception",
-    exit 134) in 3 runs of 6 here."""
+@pytest.mark.skipif(cores() < 2, reason="one core: no pair thread")
+def test_a_process_whose_pair_thread_ran_mlx_exits_cleanly():
+    """The pair thread is a daemon: with a thread of its own per pair (ended, then torn down as
+    the interpreter finalized) this process aborted as it exited ("terminate called without an
+    active exception", exit 134) in 3 runs of 6 here."""
     for _ in range(6):
         run = subprocess.run(
             [sys.executable, "-c", SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=120
         )
         assert (run.returncode, run.stdout.strip()) == (0, "4"), run.stderr[-500:]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts Linux threads")
+def test_pairs_do_not_add_an_os_thread_each(monkeypatch):
+    """MLX keeps an OS thread for every thread that evaluated arrays, even once it has ended:
+    a new thread per pair left one more each time (50 pairs: 2 -> 53 threads)."""
+    import mlx.core as mx
+
+    monkeypatch.setattr(pairs, "cores", lambda: 2)
+
+    def product(seed: int) -> float:
+        x = mx.random.normal((32, 32), key=mx.random.key(seed))
+        return float((x @ x).sum())
+
+    def threads() -> int:
+        return len(list(Path("/proc/self/task").iterdir()))
+
+    in_pairs(product, [0, 1])  # the pair thread and its MLX stream exist from here on
+    before = threads()
+    for i in range(20):
+        in_pairs(product, [i, i + 1])
+    assert threads() <= before + 1
