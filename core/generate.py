@@ -10,6 +10,7 @@ many threads.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import math
 import sys
@@ -23,11 +24,13 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
+from core.blas import one_blas_thread
 from core.cache import FixedKVCache, make_cache
 from core.checkpoint import Bundle
 from core.closed_loop import MAX_RING, Aim, ClosedLoop, redraw_key
 from core.errors import UserError
 from core.pairs import in_pairs
+from core.sidecar import MIN_ITEMS
 
 MAX_MOLECULES = 100_000  # largest --n accepted by the command line
 MAX_COMPILED_STEPS = 16  # compiled decoding steps kept per model, least recently used dropped
@@ -225,29 +228,37 @@ def generate_step(
         compiled = _CompiledSteps(bundle, sampler, report_top, n, forward)
     finished = np.zeros(n, dtype=bool)  # rows ended so far
     reads = None if loop is None else loop.latest  # (n, 1, P) normalised
-    for index in range(limit):
-        position = len(prefix_ids) + index  # of the symbol chosen now, in the molecule
-        if index == 0 or compiled is None:
-            token, top_ids, top_probs, done, logits = pick(
-                logits, rng_keys[position], done, settings
-            )
-        else:
-            token, top_ids, top_probs, done, logits = compiled(
-                token, rng_keys, done, props, present, reads, settings, finished
-            )
-        attn = [w[:, :, -1] for w in weights] if return_attention else []
-        mx.eval(token, top_ids, top_probs, done, *attn)
-        chosen, finished = np.array(token), np.array(done)
-        if loop is not None:
-            redraw = _redrawer(sampler, logits, settings, (seed, position))
-            room = end - position - 1  # symbols the model could still write
-            chosen, finished, reads = loop.push(chosen, finished, room, redraw)
-            token, done = mx.array(chosen, dtype=token.dtype), mx.array(finished)
-        yield _report(index, chosen, finished, top_ids, top_probs, attn, return_attention, loop)
-        if finished.all() or index == limit - 1:
-            return
-        if compiled is None:
-            logits, weights = forward(token[:, None], reads)
+    with _blas_threads(loop, n):
+        for index in range(limit):
+            position = len(prefix_ids) + index  # of the symbol chosen now, in the molecule
+            if index == 0 or compiled is None:
+                token, top_ids, top_probs, done, logits = pick(
+                    logits, rng_keys[position], done, settings
+                )
+            else:
+                token, top_ids, top_probs, done, logits = compiled(
+                    token, rng_keys, done, props, present, reads, settings, finished
+                )
+            attn = [w[:, :, -1] for w in weights] if return_attention else []
+            mx.eval(token, top_ids, top_probs, done, *attn)
+            chosen, finished = np.array(token), np.array(done)
+            if loop is not None:
+                redraw = _redrawer(sampler, logits, settings, (seed, position))
+                room = end - position - 1  # symbols the model could still write
+                chosen, finished, reads = loop.push(chosen, finished, room, redraw)
+                token, done = mx.array(chosen, dtype=token.dtype), mx.array(finished)
+            yield _report(index, chosen, finished, top_ids, top_probs, attn, return_attention, loop)
+            if finished.all() or index == limit - 1:
+                return
+            if compiled is None:
+                logits, weights = forward(token[:, None], reads)
+
+
+def _blas_threads(loop: ClosedLoop | None, n: int) -> contextlib.AbstractContextManager:
+    """OpenBLAS on one thread while a closed loop shares its RDKit work with the sidecar's
+    helper process (``n`` >= ``MIN_ITEMS``): the two keep both cores busy between steps, and a
+    second BLAS thread would spin on one of them (``core.blas.one_blas_thread``)."""
+    return one_blas_thread() if loop is not None and n >= MIN_ITEMS else contextlib.nullcontext()
 
 
 def _closed_loop(
